@@ -1,0 +1,19 @@
+"""torchw2v: word2vec in PyTorch, as a drop-in for ``gensim.models.Word2Vec``."""
+
+from gensim.models.word2vec import LineSentence, PathLineSentences, Text8Corpus
+
+from .corpus import CorpusFile
+from .model import SkipGramNS
+from .word2vec import Word2Vec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CorpusFile",
+    "LineSentence",
+    "PathLineSentences",
+    "SkipGramNS",
+    "Text8Corpus",
+    "Word2Vec",
+    "__version__",
+]

@@ -1,0 +1,232 @@
+"""Input adapters: whatever a user trains on becomes sentences of tokens, then int32 ids.
+
+Accepted inputs are those gensim accepts: a list of token lists, any restartable iterable of
+token lists (``LineSentence``, ``PathLineSentences``, ``Text8Corpus`` ...), or ``corpus_file``,
+a LineSentence-format path opened through smart-open (local, ``.gz``, ``.bz2``, remote).
+
+The corpus is read once: :func:`scan` counts words and records every token as an id in the
+same pass, so training never re-reads or re-tokenises the text. The encoded corpus is a flat
+``int32`` id array plus ``int64`` sentence offsets (CSR style).
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import GeneratorType
+
+import numpy as np
+from gensim.utils import keep_vocab_item, to_unicode
+from smart_open import open as smart_open
+
+logger = logging.getLogger(__name__)
+
+
+class CorpusFile:
+    """Sentences of a LineSentence-format file: one sentence per line, tokens split on whitespace.
+
+    Unlike gensim's ``LineSentence`` it never cuts a long line: a sentence of any length is
+    trained whole. Paths go through smart-open, so ``.gz``, ``.bz2`` and remote URIs work.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file to read.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+
+    def __iter__(self) -> Iterator[list[str]]:
+        try:
+            with smart_open(self.path, "rb") as lines:
+                for line in lines:
+                    yield to_unicode(line).split()
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"corpus_file {self.path!r} is not UTF-8 text ({err}); re-encode it as UTF-8"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"CorpusFile({self.path!r})"
+
+
+def as_sentences(
+    corpus_iterable: Iterable[list[str]] | None = None, corpus_file: str | Path | None = None
+) -> Iterable[list[str]]:
+    """Validate the user's corpus arguments and return a restartable iterable of sentences.
+
+    Raises
+    ------
+    TypeError
+        Neither or both arguments given; a generator or one-shot iterator; a plain string.
+    FileNotFoundError
+        ``corpus_file`` is a local path that does not exist.
+    """
+    if (corpus_iterable is None) == (corpus_file is None):
+        raise TypeError(
+            "pass exactly one of corpus_iterable (sentences as lists of tokens) or corpus_file "
+            "(a path to a text file with one sentence per line)"
+        )
+    if corpus_file is not None:
+        if "://" not in str(corpus_file) and not Path(corpus_file).is_file():
+            raise FileNotFoundError(f"corpus_file {str(corpus_file)!r} does not exist")
+        return CorpusFile(corpus_file)
+    if isinstance(corpus_iterable, (str, bytes)):
+        raise TypeError(
+            "corpus_iterable is a single string; pass a list of token lists, "
+            "e.g. [line.split() for line in text.splitlines()], or corpus_file=PATH for a file"
+        )
+    if isinstance(corpus_iterable, GeneratorType) or isinstance(corpus_iterable, Iterator):
+        raise TypeError(
+            f"corpus_iterable is a {type(corpus_iterable).__name__}, which can be read only "
+            "once, but training reads the corpus again; pass a restartable iterable instead: "
+            "a list of token lists, gensim's LineSentence(path), or a class whose __iter__ "
+            "yields token lists"
+        )
+    if not isinstance(corpus_iterable, Iterable):
+        raise TypeError(
+            f"corpus_iterable must be an iterable of token lists, got {type(corpus_iterable)}"
+        )
+    return corpus_iterable
+
+
+def check_sentence(sentence: object, number: int) -> None:
+    """Reject a sentence that is a plain string instead of a list of tokens."""
+    if isinstance(sentence, (str, bytes)):
+        raise TypeError(
+            f"sentence #{number} is a plain string ({sentence[:40]!r}...); each sentence must "
+            "be a list of tokens, e.g. line.split()"
+        )
+
+
+@dataclass
+class EncodedCorpus:
+    """A corpus as word ids, sentences back to back.
+
+    Attributes
+    ----------
+    ids : numpy.ndarray
+        ``(N,)`` int32 word ids.
+    offsets : numpy.ndarray
+        ``(S + 1,)`` int64: sentence ``s`` is ``ids[offsets[s]:offsets[s + 1]]``.
+    raw_words : int
+        Tokens read from the corpus, including those not in the vocabulary.
+    """
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    raw_words: int
+
+    @property
+    def sentences(self) -> int:
+        return len(self.offsets) - 1
+
+    def remapped(self, remap: np.ndarray) -> EncodedCorpus:
+        """Map every id through ``remap`` and drop the tokens mapped (or already set) to -1."""
+        ids = np.append(remap.astype(np.int32), np.int32(-1))[self.ids]  # id -1 stays -1
+        keep = ids >= 0
+        kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+        return EncodedCorpus(ids[keep], kept_before[self.offsets], self.raw_words)
+
+
+@dataclass
+class ScannedCorpus:
+    """The result of one pass over a corpus: raw vocabulary and the corpus as raw ids.
+
+    Attributes
+    ----------
+    words : list of str
+        Distinct words in order of first occurrence (after ``max_vocab_size`` pruning).
+    counts : numpy.ndarray
+        ``(len(words),)`` int64 counts.
+    corpus : EncodedCorpus
+        Tokens as indices into ``words``; tokens pruned during the scan are dropped.
+    """
+
+    words: list[str]
+    counts: np.ndarray
+    corpus: EncodedCorpus
+
+
+def scan(
+    sentences: Iterable[list[str]],
+    max_vocab_size: int | None = None,
+    trim_rule: Callable | None = None,
+    progress_per: int = 10000,
+) -> ScannedCorpus:
+    """Count words and encode the corpus in a single pass.
+
+    Matches gensim's ``scan_vocab``, including its ``max_vocab_size`` pruning: whenever more
+    than ``max_vocab_size`` distinct words are held, words seen fewer than ``min_reduce`` times
+    so far are forgotten (their counts restart from zero if they come back) and ``min_reduce``
+    grows by one.
+    """
+    index: dict[str, int] = {}
+    ids = array("i")
+    offsets = array("q", [0])
+    min_reduce = 1
+    for number, sentence in enumerate(sentences):
+        check_sentence(sentence, number)
+        if number % progress_per == 0:
+            logger.info(
+                "PROGRESS: at sentence #%i, processed %i words, keeping %i word types",
+                number, len(ids), len(index),
+            )
+        setdefault = index.setdefault
+        ids.extend([setdefault(word, len(index)) for word in sentence])
+        offsets.append(len(ids))
+        if max_vocab_size and len(index) > max_vocab_size:
+            index = _prune(index, ids, min_reduce, trim_rule)
+            min_reduce += 1
+    raw_ids = np.frombuffer(ids, dtype=np.int32)
+    counts = np.bincount(raw_ids[raw_ids >= 0], minlength=len(index)).astype(np.int64)
+    corpus = EncodedCorpus(raw_ids, np.frombuffer(offsets, dtype=np.int64), len(raw_ids))
+    if max_vocab_size:  # drop the occurrences forgotten by pruning
+        corpus = corpus.remapped(np.arange(len(index), dtype=np.int32))
+    logger.info(
+        "collected %i word types from a corpus of %i raw words and %i sentences",
+        len(index), corpus.raw_words, corpus.sentences,
+    )
+    return ScannedCorpus(list(index), counts, corpus)
+
+
+def _prune(
+    index: dict[str, int], ids: array, min_reduce: int, trim_rule: Callable | None
+) -> dict[str, int]:
+    """Forget rare words as gensim's ``prune_vocab`` does; renumber ``ids`` in place.
+
+    Occurrences of forgotten words become -1, and survivors keep their relative order, so
+    ids stay dense and ``len(index)`` remains the next free id.
+    """
+    view = np.frombuffer(ids, dtype=np.int32)
+    counts = np.bincount(view[view >= 0], minlength=len(index))
+    survivors = {
+        w: i for w, i in index.items() if keep_vocab_item(w, counts[i], min_reduce, trim_rule)
+    }
+    remap = np.full(len(index) + 1, -1, dtype=np.int32)  # the last slot maps -1 to -1
+    remap[list(survivors.values())] = np.arange(len(survivors), dtype=np.int32)
+    view[:] = remap[view]
+    del view  # release the buffer so `ids` can grow again
+    return {w: new for new, w in enumerate(survivors)}
+
+
+def encode(sentences: Iterable[list[str]], key_to_index: Mapping[str, int]) -> EncodedCorpus:
+    """Encode a corpus with an existing vocabulary, dropping unknown words."""
+    ids = array("i")
+    offsets = array("q", [0])
+    get = key_to_index.get
+    raw_words = 0
+    for number, sentence in enumerate(sentences):
+        check_sentence(sentence, number)
+        encoded = [get(word, -1) for word in sentence]
+        raw_words += len(encoded)
+        ids.extend(encoded)
+        offsets.append(len(ids))
+    corpus = EncodedCorpus(
+        np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw_words
+    )
+    return corpus.remapped(np.arange(len(key_to_index), dtype=np.int32))

@@ -1,0 +1,102 @@
+"""The contract every training engine meets.
+
+An engine owns the hot path: given a chunk of the encoded corpus it applies word2vec's
+skip-gram negative-sampling SGD update to the embedding tensors in place. The trainer
+decides chunks, learning rates and epochs; the engine never sees a string or an epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings an engine needs beyond the tensors it updates.
+
+    Attributes
+    ----------
+    window : int
+        Maximum distance between a center word and a context word.
+    negative : int
+        Negative samples drawn per center word and shared by all of its contexts.
+    shrink_windows : bool
+        Draw each center's effective window uniformly from ``1..window`` (word2vec.c, gensim).
+    workers : int
+        Threads the engine may use (Hogwild over the shared tensors).
+    seed : int
+        Seed of the engine's random streams (subsampling, windows, negatives).
+    compute_loss : bool
+        Whether ``train_chunk`` also sums the SGNS loss.
+    """
+
+    window: int
+    negative: int
+    shrink_windows: bool = True
+    workers: int = 1
+    seed: int = 1
+    compute_loss: bool = False
+
+
+@dataclass(frozen=True)
+class SamplingTables:
+    """Per-word tables, built by :mod:`torchw2v.vocab`, on the engine's device.
+
+    Attributes
+    ----------
+    sample_int : torch.Tensor
+        ``(V,)`` int64. Keep a word occurrence when a uniform random uint32 is below
+        ``sample_int[word]`` (gensim's frequent-word subsampling).
+    cum_table : torch.Tensor
+        ``(V,)`` int64. gensim's cumulative unigram^ns_exponent table: a negative is
+        ``searchsorted(cum_table, r, side='left')`` for ``r`` uniform in ``[0, cum_table[-1])``.
+    """
+
+    sample_int: torch.Tensor
+    cum_table: torch.Tensor
+
+
+@dataclass
+class ChunkStats:
+    """What one ``train_chunk`` call did."""
+
+    words: int = 0
+    """Center words trained, i.e. in-vocabulary words left after subsampling."""
+    loss: float = 0.0
+    """Sum of the SGNS loss over all (center, context) pairs; 0.0 unless ``compute_loss``."""
+    pairs: int = 0
+    """Number of (center, context) pairs trained."""
+
+    def __iadd__(self, other: ChunkStats) -> ChunkStats:
+        self.words += other.words
+        self.loss += other.loss
+        self.pairs += other.pairs
+        return self
+
+
+class Engine(Protocol):
+    """A training engine: ``Engine(syn0, syn1neg, tables, config)``.
+
+    ``syn0`` (input vectors) and ``syn1neg`` (output vectors) are ``(V, d)`` float32
+    tensors on the engine's device, updated in place by ``train_chunk``.
+    """
+
+    def train_chunk(
+        self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
+    ) -> ChunkStats:
+        """Train on one chunk of sentences.
+
+        Parameters
+        ----------
+        ids : torch.Tensor
+            ``(N,)`` int32 vocabulary ids of the chunk's tokens, sentences back to back.
+        offsets : torch.Tensor
+            ``(S + 1,)`` int64 sentence boundaries into ``ids``, starting at 0 and ending at N.
+            Context windows never cross a boundary.
+        alpha_start, alpha_end : float
+            Learning rate at the first and at the last token; it decays linearly between.
+        """
+        ...

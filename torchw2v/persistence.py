@@ -1,0 +1,82 @@
+"""The model file: arrays plus JSON metadata in one ``.npz``, written atomically.
+
+Loading never unpickles (``allow_pickle=False``), so a model file cannot execute code. A
+save goes to a temporary file beside the target, is fsynced, then renamed over it, so a
+crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from smart_open import open as smart_open
+
+FORMAT = "torchw2v-model"
+FORMAT_VERSION = 1
+
+
+def write_model(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write ``meta`` (JSON-serialisable) and ``arrays`` to ``path`` atomically.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder of a local ``path`` does not exist.
+    """
+    header = {"format": FORMAT, "version": FORMAT_VERSION, **meta}
+    payload = {"meta": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays}
+    path = str(path)
+    if "://" in path:  # remote object stores replace objects whole
+        with smart_open(path, "wb") as out:
+            np.savez(out, **payload)
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save to {path!r}: folder {folder!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".torchw2v-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, **payload)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a file written by :func:`write_model`; return its metadata and arrays.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        The file is not a torchw2v model, or is truncated or corrupted.
+    """
+    path = str(path)
+    if "://" not in path and not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file at {path!r}")
+    try:
+        with smart_open(path, "rb") as src, np.load(src, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        meta = json.loads(arrays.pop("meta").tobytes())
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as err:
+        raise ValueError(
+            f"{path!r} is not a readable torchw2v model file ({type(err).__name__}: {err}); "
+            "it may be truncated or corrupted: save the model again"
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a torchw2v model file")
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} was written by a newer torchw2v (format {meta['version']}); upgrade torchw2v"
+        )
+    return meta, arrays

@@ -1,0 +1,143 @@
+"""The training loop: epochs, learning-rate schedule, chunks, progress, callbacks.
+
+No per-pair math lives here: each chunk of whole sentences goes to the engine, which applies
+the update. The learning rate decays linearly from ``start_alpha`` to ``end_alpha`` over all
+epochs, as in gensim; each chunk gets the rates at its first and last word.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .corpus import EncodedCorpus
+from .engines import ChunkStats, Engine
+
+logger = logging.getLogger(__name__)
+
+CHUNK_WORDS = 2**18
+
+
+@dataclass
+class Schedule:
+    """Epochs and the linear learning-rate decay across them."""
+
+    epochs: int
+    start_alpha: float
+    end_alpha: float
+
+    def alpha(self, epoch: int, epoch_progress: float) -> float:
+        """Learning rate at ``epoch_progress`` (0..1) through ``epoch`` (0-based)."""
+        progress = (epoch + epoch_progress) / self.epochs
+        return self.start_alpha - (self.start_alpha - self.end_alpha) * progress
+
+
+@dataclass
+class EpochReport:
+    """What one epoch did; ``loss`` is float64 and starts from zero each epoch."""
+
+    epoch: int
+    raw_words: int
+    stats: ChunkStats
+    seconds: float
+
+
+def chunk_bounds(offsets: np.ndarray, chunk_words: int) -> np.ndarray:
+    """Sentence indices that cut the corpus into chunks of about ``chunk_words`` tokens."""
+    marks = np.arange(chunk_words, offsets[-1], chunk_words)
+    cuts = np.searchsorted(offsets, marks)
+    return np.unique(np.concatenate(([0], cuts, [len(offsets) - 1])))
+
+
+class Trainer:
+    """Runs epochs of one engine over one encoded corpus.
+
+    Parameters
+    ----------
+    engine : Engine
+        Applies the update to the weight tensors.
+    corpus : EncodedCorpus
+        The training corpus as ids.
+    device : torch.device
+        Where the engine's tensors live; the corpus is moved there once.
+    chunk_words : int
+        Tokens handed to the engine per call; sets how often progress and rates update.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        corpus: EncodedCorpus,
+        device: torch.device,
+        chunk_words: int = CHUNK_WORDS,
+    ):
+        self.engine = engine
+        self.corpus = corpus
+        self.ids = torch.from_numpy(corpus.ids).to(device)
+        self.offsets = torch.from_numpy(corpus.offsets)
+        self.bounds = chunk_bounds(corpus.offsets, chunk_words)
+
+    def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """Each chunk's ids, offsets from zero, and its first token's position in the corpus."""
+        for first, last in zip(self.bounds[:-1], self.bounds[1:]):
+            offsets = self.offsets[first : last + 1]
+            start = int(offsets[0])
+            yield self.ids[start : int(offsets[-1])], offsets - start, start
+
+    def run(
+        self,
+        schedule: Schedule,
+        on_epoch_begin: Callable[[int], None],
+        on_epoch_end: Callable[[EpochReport], None],
+        report_delay: float = 1.0,
+    ) -> list[EpochReport]:
+        """Train all epochs; call the hooks around each one."""
+        total = max(self.corpus.ids.size, 1)
+        reports = []
+        with tqdm(
+            total=total * schedule.epochs,
+            unit="w",
+            unit_scale=True,
+            disable=not sys.stderr.isatty(),
+            desc="training",
+        ) as bar:
+            for epoch in range(schedule.epochs):
+                on_epoch_begin(epoch)
+                started = last_log = time.perf_counter()
+                stats = ChunkStats()
+                for ids, offsets, start in self.chunks():
+                    end = start + ids.numel()
+                    stats += self.engine.train_chunk(
+                        ids,
+                        offsets,
+                        schedule.alpha(epoch, start / total),
+                        schedule.alpha(epoch, end / total),
+                    )
+                    bar.update(ids.numel())
+                    if stats.pairs:
+                        bar.set_postfix(loss=f"{stats.loss / stats.pairs:.4f}", refresh=False)
+                    if time.perf_counter() - last_log >= report_delay:
+                        last_log = time.perf_counter()
+                        logger.info(
+                            "EPOCH %i - PROGRESS: at %.2f%% words, %.0f words/s",
+                            epoch, 100 * end / total, end / (last_log - started),
+                        )
+                report = EpochReport(
+                    epoch, self.corpus.raw_words, stats, time.perf_counter() - started
+                )
+                logger.info(
+                    "EPOCH %i: training on %i raw words (%i effective words) took %.1fs, "
+                    "%.0f effective words/s",
+                    epoch, report.raw_words, stats.words, report.seconds,
+                    stats.words / max(report.seconds, 1e-9),
+                )
+                on_epoch_end(report)
+                reports.append(report)
+        return reports

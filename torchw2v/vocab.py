@@ -1,0 +1,153 @@
+"""The vocabulary: the single owner of word statistics, with gensim 4.x semantics.
+
+From raw counts (made by :func:`torchw2v.corpus.scan`) it decides which words are kept
+(``min_count``, ``max_final_vocab``, ``trim_rule``), their order (descending count), the
+subsampling thresholds and the negative-sampling table. Every array here is indexed by the
+final word id; the rest of the package never sees a string after this point.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from gensim.utils import keep_vocab_item
+
+logger = logging.getLogger(__name__)
+
+CUM_TABLE_DOMAIN = 2**31 - 1
+
+
+@dataclass
+class Vocabulary:
+    """Words kept for training and their statistics.
+
+    Attributes
+    ----------
+    words : list of str
+        Kept words, index = word id.
+    counts : numpy.ndarray
+        ``(V,)`` int64 corpus counts.
+    sample_int : numpy.ndarray
+        ``(V,)`` uint32 subsampling thresholds: keep an occurrence when a random uint32 is below.
+    cum_table : numpy.ndarray
+        ``(V,)`` uint32 cumulative unigram^ns_exponent table for drawing negatives.
+    effective_min_count : int
+        The ``min_count`` actually applied, raised by ``max_final_vocab`` when needed.
+    """
+
+    words: list[str]
+    counts: np.ndarray
+    sample_int: np.ndarray
+    cum_table: np.ndarray
+    effective_min_count: int
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def build_vocabulary(
+    raw_words: list[str],
+    raw_counts: np.ndarray,
+    *,
+    min_count: int,
+    sample: float,
+    ns_exponent: float,
+    max_final_vocab: int | None = None,
+    trim_rule: Callable | None = None,
+    sorted_vocab: bool = True,
+) -> tuple[Vocabulary, np.ndarray]:
+    """Turn raw counts into the training vocabulary, as gensim's ``prepare_vocab`` does.
+
+    Parameters
+    ----------
+    raw_words : list of str
+        Every distinct word, in order of first occurrence.
+    raw_counts : numpy.ndarray
+        ``(len(raw_words),)`` counts.
+    min_count, sample, ns_exponent, max_final_vocab, trim_rule, sorted_vocab
+        As in :class:`torchw2v.Word2Vec`.
+
+    Returns
+    -------
+    (Vocabulary, numpy.ndarray)
+        The vocabulary and an int32 array mapping each raw word index to its final id,
+        or -1 for a dropped word.
+    """
+    raw_counts = np.asarray(raw_counts, dtype=np.int64)
+    min_count = effective_min_count(raw_counts, min_count, max_final_vocab)
+    kept = kept_word_indices(raw_words, raw_counts, min_count, trim_rule)
+    if sorted_vocab:
+        kept = kept[np.lexsort((-np.arange(len(kept)), -raw_counts[kept]))]
+    counts = raw_counts[kept]
+    remap = np.full(len(raw_words), -1, dtype=np.int32)
+    remap[kept] = np.arange(len(kept), dtype=np.int32)
+    vocab = Vocabulary(
+        words=[raw_words[i] for i in kept],
+        counts=counts,
+        sample_int=subsample_thresholds(counts, sample),
+        cum_table=negative_cum_table(counts, ns_exponent),
+        effective_min_count=min_count,
+    )
+    logger.info(
+        "effective_min_count=%i retains %i unique words (%.2f%% of original %i) "
+        "and %i of %i word occurrences",
+        min_count, len(kept), 100 * len(kept) / max(len(raw_words), 1), len(raw_words),
+        counts.sum(), raw_counts.sum(),
+    )
+    return vocab, remap
+
+
+def effective_min_count(counts: np.ndarray, min_count: int, max_final_vocab: int | None) -> int:
+    """Raise ``min_count`` so that at most ``max_final_vocab`` words survive (gensim's rule)."""
+    if max_final_vocab is None or max_final_vocab >= len(counts):
+        return min_count
+    descending = np.sort(counts)[::-1]
+    return max(int(descending[max_final_vocab]) + 1, min_count)
+
+
+def kept_word_indices(
+    words: list[str], counts: np.ndarray, min_count: int, trim_rule: Callable | None
+) -> np.ndarray:
+    """Indices of the words that pass ``min_count`` or the user's ``trim_rule``."""
+    if trim_rule is None:
+        return np.flatnonzero(counts >= min_count)
+    keep = [keep_vocab_item(w, int(c), min_count, trim_rule) for w, c in zip(words, counts)]
+    return np.flatnonzero(np.asarray(keep, dtype=bool))
+
+
+def subsample_thresholds(counts: np.ndarray, sample: float) -> np.ndarray:
+    """gensim's ``sample_int``: a word is kept with probability ``sample_int / 2**32``.
+
+    With ``t = sample * total``, the keep probability is ``(sqrt(c / t) + 1) * t / c``,
+    capped at 1; ``sample >= 1`` means "downsample words seen more than ``sample`` times".
+    """
+    counts = counts.astype(np.float64)
+    total = counts.sum()
+    if not sample:
+        threshold = total
+    elif sample < 1.0:
+        threshold = sample * total
+    else:
+        threshold = int(sample * (3 + np.sqrt(5)) / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prob = (np.sqrt(counts / threshold) + 1) * (threshold / counts)
+    prob = np.where(prob < 1.0, prob, 1.0)
+    return (prob * (2**32 - 1)).astype(np.uint32)
+
+
+def negative_cum_table(
+    counts: np.ndarray, ns_exponent: float, domain: int = CUM_TABLE_DOMAIN
+) -> np.ndarray:
+    """gensim's ``cum_table``: cumulative ``count**ns_exponent`` scaled to ``domain``.
+
+    A negative is the insertion point (``searchsorted``, side left) of a random integer in
+    ``[0, cum_table[-1])``, so word ``i`` is drawn with probability proportional to
+    ``count_i**ns_exponent``.
+    """
+    if len(counts) == 0:
+        return np.zeros(0, dtype=np.uint32)
+    cumulative = np.cumsum(counts.astype(np.float64) ** float(ns_exponent))
+    return np.round(cumulative / cumulative[-1] * domain).astype(np.uint32)
