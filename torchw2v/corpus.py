@@ -174,7 +174,9 @@ def scan(
         if number % progress_per == 0:
             logger.info(
                 "PROGRESS: at sentence #%i, processed %i words, keeping %i word types",
-                number, len(ids), len(index),
+                number,
+                len(ids),
+                len(index),
             )
         setdefault = index.setdefault
         ids.extend([setdefault(word, len(index)) for word in sentence])
@@ -189,7 +191,9 @@ def scan(
         corpus = corpus.remapped(np.arange(len(index), dtype=np.int32))
     logger.info(
         "collected %i word types from a corpus of %i raw words and %i sentences",
-        len(index), corpus.raw_words, corpus.sentences,
+        len(index),
+        corpus.raw_words,
+        corpus.sentences,
     )
     return ScannedCorpus(list(index), counts, corpus)
 

@@ -127,7 +127,9 @@ class Trainer:
                         last_log = time.perf_counter()
                         logger.info(
                             "EPOCH %i - PROGRESS: at %.2f%% words, %.0f words/s",
-                            epoch, 100 * end / total, end / (last_log - started),
+                            epoch,
+                            100 * end / total,
+                            end / (last_log - started),
                         )
                 report = EpochReport(
                     epoch, self.corpus.raw_words, stats, time.perf_counter() - started
@@ -135,7 +137,10 @@ class Trainer:
                 logger.info(
                     "EPOCH %i: training on %i raw words (%i effective words) took %.1fs, "
                     "%.0f effective words/s",
-                    epoch, report.raw_words, stats.words, report.seconds,
+                    epoch,
+                    report.raw_words,
+                    stats.words,
+                    report.seconds,
                     stats.words / max(report.seconds, 1e-9),
                 )
                 on_epoch_end(report)

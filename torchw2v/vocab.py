@@ -94,8 +94,12 @@ def build_vocabulary(
     logger.info(
         "effective_min_count=%i retains %i unique words (%.2f%% of original %i) "
         "and %i of %i word occurrences",
-        min_count, len(kept), 100 * len(kept) / max(len(raw_words), 1), len(raw_words),
-        counts.sum(), raw_counts.sum(),
+        min_count,
+        len(kept),
+        100 * len(kept) / max(len(raw_words), 1),
+        len(raw_words),
+        counts.sum(),
+        raw_counts.sum(),
     )
     return vocab, remap
 

@@ -39,10 +39,29 @@ MAX_WORDS_IN_BATCH = 10000
 
 # Settings saved with a model and restored by ``load``; everything else is derived state.
 SETTINGS = (
-    "vector_size", "alpha", "window", "min_count", "max_vocab_size", "sample", "seed",
-    "workers", "min_alpha", "sg", "hs", "negative", "ns_exponent", "cbow_mean", "epochs",
-    "null_word", "sorted_vocab", "batch_words", "compute_loss", "comment", "max_final_vocab",
-    "shrink_windows", "engine",
+    "vector_size",
+    "alpha",
+    "window",
+    "min_count",
+    "max_vocab_size",
+    "sample",
+    "seed",
+    "workers",
+    "min_alpha",
+    "sg",
+    "hs",
+    "negative",
+    "ns_exponent",
+    "cbow_mean",
+    "epochs",
+    "null_word",
+    "sorted_vocab",
+    "batch_words",
+    "compute_loss",
+    "comment",
+    "max_final_vocab",
+    "shrink_windows",
+    "engine",
 )
 
 
@@ -187,7 +206,9 @@ class Word2Vec:
         self._cache: tuple[Any, EncodedCorpus] | None = None  # (source key, encoded corpus)
 
         if sentences is not None or corpus_file is not None:
-            self.build_vocab(corpus_iterable=sentences, corpus_file=corpus_file, trim_rule=trim_rule)
+            self.build_vocab(
+                corpus_iterable=sentences, corpus_file=corpus_file, trim_rule=trim_rule
+            )
             self.train(
                 corpus_iterable=sentences,
                 corpus_file=corpus_file,
@@ -220,9 +241,7 @@ class Word2Vec:
                 f"min_alpha={self.min_alpha}, sample={self.sample}"
             )
         if not self.sg:
-            raise NotImplementedError(
-                "CBOW (sg=0) is not implemented yet; pass sg=1 for skip-gram"
-            )
+            raise NotImplementedError("CBOW (sg=0) is not implemented yet; pass sg=1 for skip-gram")
         if self.hs:
             raise NotImplementedError(
                 "hierarchical softmax (hs=1) is not implemented yet; pass hs=0, negative=5"
@@ -380,8 +399,7 @@ class Word2Vec:
         end_alpha = self.min_alpha if end_alpha is None else end_alpha
         if not (math.isfinite(start_alpha) and math.isfinite(end_alpha) and start_alpha > 0):
             raise ValueError(
-                f"learning rates must be finite and start_alpha > 0; got {start_alpha}, "
-                f"{end_alpha}"
+                f"learning rates must be finite and start_alpha > 0; got {start_alpha}, {end_alpha}"
             )
         self.compute_loss = compute_loss
         if callbacks:
@@ -407,8 +425,17 @@ class Word2Vec:
         logger.info(
             "training model with %i workers on %i vocabulary and %i features, using sg=%s "
             "hs=%s sample=%s negative=%s window=%s shrink_windows=%s on %s with the %s engine",
-            self.workers, len(self.wv), self.vector_size, self.sg, self.hs, self.sample,
-            self.negative, self.window, self.shrink_windows, self.device, type(engine).__name__,
+            self.workers,
+            len(self.wv),
+            self.vector_size,
+            self.sg,
+            self.hs,
+            self.sample,
+            self.negative,
+            self.window,
+            self.shrink_windows,
+            self.device,
+            type(engine).__name__,
         )
         self.running_training_loss = 0.0
         started = time.perf_counter()
@@ -431,7 +458,10 @@ class Word2Vec:
         self.min_alpha_yet_reached = end_alpha
         logger.info(
             "training on %i raw words (%i effective words) took %.1fs, %.0f effective words/s",
-            raw, trained, elapsed, trained / max(elapsed, 1e-9),
+            raw,
+            trained,
+            elapsed,
+            trained / max(elapsed, 1e-9),
         )
         return trained, raw
 
@@ -530,8 +560,13 @@ class Word2Vec:
         for name, value in meta["state"].items():
             setattr(model, name, value)
         vectors, syn1neg = arrays["vectors"], arrays["syn1neg"]
-        if vectors.shape != (len(meta["words"]), model.vector_size) or syn1neg.shape != vectors.shape:
-            raise ValueError(f"{str(fname)!r} is inconsistent: array shapes do not match its vocabulary")
+        if (
+            vectors.shape != (len(meta["words"]), model.vector_size)
+            or syn1neg.shape != vectors.shape
+        ):
+            raise ValueError(
+                f"{str(fname)!r} is inconsistent: array shapes do not match its vocabulary"
+            )
         wv = model.wv
         wv.index_to_key = meta["words"]
         wv.key_to_index = {word: i for i, word in enumerate(wv.index_to_key)}
