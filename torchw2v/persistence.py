@@ -65,8 +65,12 @@ def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
     if "://" not in path and not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     try:
-        with smart_open(path, "rb") as src, np.load(src, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        with smart_open(path, "rb") as src:
+            npz = np.load(src, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array, not an .npz archive")
+            with npz:
+                arrays = {name: npz[name] for name in npz.files}
         meta = json.loads(arrays.pop("meta").tobytes())
     except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as err:
         raise ValueError(

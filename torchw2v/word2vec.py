@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -223,18 +224,23 @@ class Word2Vec:
 
     def _check_settings(self) -> None:
         """Reject settings that cannot train, naming the fix."""
-        for name in ("vector_size", "window", "epochs", "workers"):
+        for name, least in (
+            ("vector_size", 1),
+            ("window", 1),
+            ("epochs", 1),
+            ("workers", 1),
+            ("min_count", 0),
+            ("negative", 0),
+        ):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("min_count", "negative"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            if not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+            setattr(self, name, int(value))  # numpy integers become plain ints (JSON-safe)
         for name in ("alpha", "min_alpha", "sample", "ns_exponent"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+            setattr(self, name, float(value))
         if self.alpha <= 0 or self.min_alpha < 0 or self.sample < 0:
             raise ValueError(
                 f"alpha must be > 0 and min_alpha, sample >= 0; got alpha={self.alpha}, "

@@ -1,0 +1,292 @@
+"""Input adapters: every corpus form gensim takes gives the same vocabulary; bad inputs fail."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+
+import gensim
+import numpy as np
+import pytest
+from gensim.models.word2vec import LineSentence, PathLineSentences, Text8Corpus
+
+import torchw2v
+from torchw2v.corpus import CorpusFile, as_sentences, encode, scan
+
+
+def ours(**settings):
+    settings.setdefault("min_count", 2)
+    return torchw2v.Word2Vec(sg=1, device="cpu", engine="torch", **settings)
+
+
+def theirs(**settings):
+    settings.setdefault("min_count", 2)
+    return gensim.models.Word2Vec(sg=1, workers=1, **settings)
+
+
+def write_lines(path, sentences):
+    path.write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sentences(wiki_head):
+    return wiki_head[:500]
+
+
+@pytest.fixture
+def corpus_files(tmp_path, sentences):
+    """The same sentences as a plain, a .gz and a .bz2 LineSentence file."""
+    text = "".join(" ".join(s) + "\n" for s in sentences).encode("utf-8")
+    plain = tmp_path / "corpus.txt"
+    plain.write_bytes(text)
+    gz = tmp_path / "corpus.txt.gz"
+    gz.write_bytes(gzip.compress(text))
+    bz = tmp_path / "corpus.txt.bz2"
+    bz.write_bytes(bz2.compress(text))
+    return {"plain": plain, "gz": gz, "bz2": bz}
+
+
+@pytest.fixture(scope="module")
+def reference(sentences):
+    """Vocabulary built by torchw2v from the in-memory list of token lists."""
+    model = ours()
+    model.build_vocab(sentences)
+    return model
+
+
+def test_list_of_token_lists_matches_gensim(sentences, reference, assert_same_vocab):
+    model = theirs()
+    model.build_vocab(sentences)
+    assert_same_vocab(reference, model)
+    assert reference.corpus_count == len(sentences)
+    assert reference.corpus_total_words == sum(map(len, sentences))
+
+
+@pytest.mark.parametrize("kind", ["plain", "gz", "bz2"])
+def test_corpus_file_gives_the_same_vocabulary(corpus_files, kind, reference, assert_same_vocab):
+    model = ours()
+    model.build_vocab(corpus_file=corpus_files[kind])
+    assert_same_vocab(model, reference)
+    gensim_model = theirs()  # gensim refuses compressed corpus_file paths: give it the plain one
+    gensim_model.build_vocab(corpus_file=str(corpus_files["plain"]))
+    assert_same_vocab(model, gensim_model)
+
+
+@pytest.mark.parametrize("kind", ["plain", "gz", "bz2"])
+def test_corpus_file_as_str_and_path(corpus_files, kind, reference, assert_same_vocab):
+    model = ours()
+    model.build_vocab(corpus_file=str(corpus_files[kind]))
+    assert_same_vocab(model, reference)
+
+
+def test_line_sentence(corpus_files, reference, assert_same_vocab):
+    model = ours()
+    model.build_vocab(LineSentence(str(corpus_files["gz"])))
+    assert_same_vocab(model, reference)
+    gensim_model = theirs()
+    gensim_model.build_vocab(LineSentence(str(corpus_files["gz"])))
+    assert_same_vocab(model, gensim_model)
+
+
+def test_path_line_sentences(tmp_path, sentences, reference, assert_same_vocab):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    write_lines(folder / "b.txt", sentences[200:])  # read in sorted name order
+    write_lines(folder / "a.txt", sentences[:200])
+    model = ours()
+    model.build_vocab(PathLineSentences(str(folder)))
+    assert_same_vocab(model, reference)
+    gensim_model = theirs()
+    gensim_model.build_vocab(PathLineSentences(str(folder)))
+    assert_same_vocab(model, gensim_model)
+
+
+def test_text8_corpus(tmp_path, sentences, reference, assert_same_vocab):
+    path = tmp_path / "text8"
+    path.write_text(" ".join(w for s in sentences for w in s), encoding="utf-8")
+    model = ours()
+    model.build_vocab(Text8Corpus(str(path)))
+    gensim_model = theirs()
+    gensim_model.build_vocab(Text8Corpus(str(path)))
+    assert_same_vocab(model, gensim_model)
+    # one stream cut into 10,000-word sentences: same words and counts as the line corpus
+    assert model.wv.index_to_key == reference.wv.index_to_key
+    assert np.array_equal(model.wv.expandos["count"], reference.wv.expandos["count"])
+    assert model.corpus_count == -(-reference.corpus_total_words // 10000)
+
+
+def test_custom_restartable_iterable(sentences, reference, assert_same_vocab):
+    class Corpus:
+        def __iter__(self):
+            for sentence in sentences:
+                yield list(sentence)
+
+    model = ours()
+    model.build_vocab(Corpus())
+    assert_same_vocab(model, reference)
+
+
+def test_tuples_of_tokens_are_accepted(sentences, reference, assert_same_vocab):
+    model = ours()
+    model.build_vocab([tuple(s) for s in sentences])
+    assert_same_vocab(model, reference)
+
+
+# ---------------------------------------------------------------- inputs that are refused
+
+
+@pytest.mark.parametrize(
+    "make", [lambda s: (x for x in s), lambda s: iter(s), lambda s: map(list, s)], ids=str
+)
+def test_one_shot_iterators_are_refused(sentences, make):
+    with pytest.raises(TypeError, match="restartable"):
+        ours().build_vocab(make(sentences))
+    with pytest.raises(TypeError, match="restartable"):
+        ours(sentences=make(sentences))
+
+
+@pytest.mark.parametrize("text", ["the cat sat on the mat", b"the cat sat on the mat"])
+def test_a_plain_string_corpus_is_refused(text):
+    with pytest.raises(TypeError, match="list of token lists"):
+        ours().build_vocab(text)
+    with pytest.raises(TypeError, match="list of token lists"):
+        ours(sentences=text)
+
+
+def test_sentences_as_strings_are_refused():
+    lines = ["the cat sat on the mat", "the dog sat on the log"]
+    with pytest.raises(TypeError, match="list of tokens"):
+        ours().build_vocab(lines)
+    model = ours(min_count=1)
+    model.build_vocab([s.split() for s in lines])
+    with pytest.raises(TypeError, match="list of tokens"):
+        model.train(lines, total_examples=2, epochs=1)
+
+
+def test_a_non_iterable_is_refused():
+    with pytest.raises(TypeError, match="iterable"):
+        ours().build_vocab(42)
+
+
+def test_exactly_one_corpus_argument(sentences, corpus_files):
+    with pytest.raises(TypeError, match="exactly one"):
+        ours().build_vocab()
+    with pytest.raises(TypeError, match="exactly one"):
+        ours().build_vocab(sentences, corpus_file=corpus_files["plain"])
+    with pytest.raises(TypeError, match="exactly one"):
+        ours(sentences=sentences, corpus_file=corpus_files["plain"])
+    model = ours()
+    model.build_vocab(sentences)
+    with pytest.raises(TypeError, match="exactly one"):
+        model.train(sentences, corpus_file=corpus_files["plain"], epochs=1)
+
+
+def test_missing_corpus_file(tmp_path):
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        ours().build_vocab(corpus_file=missing)
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        ours(corpus_file=str(missing))
+
+
+@pytest.mark.parametrize("compress", [lambda b: b, gzip.compress], ids=["plain", "gz"])
+def test_non_utf8_corpus_file(tmp_path, compress):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(compress(("caf\u00e9 au lait\n" * 10).encode("latin-1")))
+    with pytest.raises(ValueError, match="UTF-8"):
+        ours(min_count=1).build_vocab(corpus_file=path)
+    with pytest.raises(ValueError, match="UTF-8"):
+        ours(corpus_file=path, min_count=1)
+
+
+def test_utf8_corpus_file_keeps_non_ascii_words(tmp_path):
+    path = tmp_path / "utf8.txt"
+    path.write_text("caf\u00e9 na\u00efve \u6f22\u5b57\n" * 3, encoding="utf-8")
+    model = ours(min_count=1)
+    model.build_vocab(corpus_file=path)
+    assert sorted(model.wv.index_to_key) == sorted(["caf\u00e9", "na\u00efve", "\u6f22\u5b57"])
+
+
+# ---------------------------------------------------------------- long sentences
+
+
+LONG = 12_000  # longer than gensim's 10,000-token sentence limit
+
+
+@pytest.fixture
+def long_line(tmp_path):
+    """One line of 12,000 tokens; 'tailword' occurs 6 times, only after position 10,000."""
+    rng = np.random.default_rng(0)
+    tokens = [f"w{i}" for i in rng.integers(0, 40, size=LONG)]
+    for position in range(10_500, 11_700, 200):
+        tokens[position] = "tailword"
+    assert "tailword" not in tokens[:10_000]
+    return write_lines(tmp_path / "long.txt", [tokens, ["w1", "w2", "w3"]]), tokens
+
+
+def test_long_line_is_one_sentence(long_line):
+    path, tokens = long_line
+    scanned = scan(CorpusFile(path))
+    assert scanned.corpus.offsets.tolist() == [0, LONG, LONG + 3]
+    assert scanned.corpus.raw_words == LONG + 3
+    decoded = [scanned.words[i] for i in scanned.corpus.ids[:LONG]]
+    assert decoded == tokens
+    encoded = encode(CorpusFile(path), {w: i for i, w in enumerate(scanned.words)})
+    assert encoded.offsets.tolist() == [0, LONG, LONG + 3]
+
+
+def test_word_after_position_10000_is_counted(long_line):
+    path, _ = long_line
+    model = ours(min_count=5)
+    model.build_vocab(corpus_file=path)
+    assert model.wv.get_vecattr("tailword", "count") == 6
+    assert model.corpus_count == 2
+    assert model.corpus_total_words == LONG + 3
+
+
+def test_gensims_line_sentence_cuts_long_lines(long_line):
+    """The behaviour torchw2v differs from: LineSentence splits a line every 10,000 tokens."""
+    path, tokens = long_line
+    pieces = list(LineSentence(str(path)))
+    assert [len(p) for p in pieces] == [10_000, LONG - 10_000, 3]
+    assert "tailword" not in pieces[0]
+    assert list(CorpusFile(path))[0] == tokens
+
+
+def test_long_sentence_is_trained_whole(long_line):
+    """A word seen only after token 10,000 of a sentence gets trained; gensim drops it."""
+    _, tokens = long_line
+    corpus = [tokens]
+    settings = {"vector_size": 8, "min_count": 5, "sample": 0, "epochs": 1, "seed": 3}
+    model = ours(**settings)
+    model.build_vocab(corpus)
+    before = model.wv["tailword"].copy()
+    model.train(corpus, total_examples=1, epochs=1)
+    assert not np.allclose(model.wv["tailword"], before)
+
+    g = gensim.models.Word2Vec(sg=1, workers=1, **settings)
+    g.build_vocab(corpus)
+    g_before = g.wv.vectors.copy()
+    g.train(corpus, total_examples=1, epochs=1)
+    tail = g.wv.key_to_index["tailword"]
+    assert np.array_equal(g.wv.vectors[tail], g_before[tail])  # gensim never reaches it
+    assert not np.allclose(g.wv["w1"], g_before[g.wv.key_to_index["w1"]])  # but trains the rest
+
+
+# ---------------------------------------------------------------- the adapters directly
+
+
+def test_as_sentences_returns_restartable_input(sentences, corpus_files):
+    assert as_sentences(sentences) is sentences
+    from_file = as_sentences(corpus_file=corpus_files["bz2"])
+    assert isinstance(from_file, CorpusFile)
+    assert list(from_file) == list(from_file) == [list(s) for s in sentences]
+
+
+def test_encode_drops_unknown_words_but_counts_them():
+    corpus = encode([["a", "zz", "b"], [], ["zz"], ["b", "a"]], {"a": 0, "b": 1})
+    assert corpus.ids.tolist() == [0, 1, 1, 0]
+    assert corpus.offsets.tolist() == [0, 2, 2, 2, 4]
+    assert corpus.raw_words == 6
+    assert corpus.sentences == 4
