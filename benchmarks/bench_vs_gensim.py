@@ -1,0 +1,269 @@
+"""Benchmark torchw2v against gensim: same corpus, same settings, same run, same machine.
+
+The corpus slice is written decompressed to a temporary file once; each library builds its
+vocabulary from it and trains on it (gensim in its fast ``corpus_file`` mode) in a child process
+of its own, so that peak RSS is per library. Vocabulary building and training are timed apart.
+Before timing, torchw2v trains a tiny warm-up model so that one-time costs (building the compiled
+op on a fresh install) are not counted.
+
+Examples
+--------
+``python benchmarks/bench_vs_gensim.py --tokens 4000000 --epochs 3 --engine torch --engine auto``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import multiprocessing
+import os
+import re
+import resource
+import shlex
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+DEFAULT_CORPUS = (ROOT / "../shared/corpora/wiki17m.txt.gz").resolve()
+
+
+@dataclass
+class Run:
+    """What one library's child process measured."""
+
+    label: str
+    vocab_size: int
+    corpus_words: int
+    vocab_s: float
+    train_s: float
+    peak_rss_mib: float
+    analogy: float
+    ws353: float
+    simlex: float
+
+    def words_per_s(self, epochs: int) -> float:
+        """Raw corpus words trained per second of training."""
+        return self.corpus_words * epochs / self.train_s
+
+
+class EngineName(logging.Handler):
+    """Keeps the engine class named by torchw2v's "training model ... engine" log line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.engine = "?"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = re.search(r"with the (\w+) engine", record.getMessage())
+        if match:
+            self.engine = match.group(1)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line flags; see ``--help``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="LineSentence .gz")
+    parser.add_argument("--tokens", type=int, default=0, help="first N tokens (whole lines); 0=all")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--vector-size", type=int, default=100)
+    parser.add_argument("--window", type=int, default=5)
+    parser.add_argument("--negative", type=int, default=5)
+    parser.add_argument("--min-count", type=int, default=5)
+    parser.add_argument("--sample", type=float, default=1e-3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--engine",
+        action="append",
+        choices=("auto", "torch", "compiled"),
+        help="torchw2v engine; repeat to compare several against one gensim run (default: auto)",
+    )
+    parser.add_argument("--device", default="cpu", help="torchw2v's device")
+    parser.add_argument("--record", action="store_true", help=f"append the results to {RESULTS}")
+    return parser.parse_args(argv)
+
+
+def write_slice(source: Path, tokens: int, dest: Path) -> tuple[int, int]:
+    """Decompress whole lines of ``source`` to ``dest`` until ``tokens`` are reached (0: all).
+
+    Returns
+    -------
+    (int, int)
+        Lines and tokens written.
+    """
+    lines = written = 0
+    with gzip.open(source, "rt", encoding="utf-8") as src, dest.open("w", encoding="utf-8") as dst:
+        for line in src:
+            if tokens and written >= tokens:
+                break
+            dst.write(line)
+            lines += 1
+            written += len(line.split())
+    return lines, written
+
+
+def word2vec_class(library: str, settings: dict[str, Any]) -> type:
+    """The library's ``Word2Vec``; torchw2v's after an untimed warm-up with ``settings``."""
+    if library == "gensim":
+        from gensim.models import Word2Vec
+
+        return Word2Vec
+    from gensim.test.utils import common_texts
+
+    from torchw2v import Word2Vec
+
+    Word2Vec(common_texts, **{**settings, "min_count": 1, "epochs": 1})
+    return Word2Vec
+
+
+def train_and_score(library: str, settings: dict[str, Any], corpus_file: str) -> Run:
+    """Child process: train one library on ``corpus_file`` and measure it.
+
+    Parameters
+    ----------
+    library : {"gensim", "torchw2v"}
+        Which ``Word2Vec`` to train.
+    settings : dict
+        Constructor arguments (for torchw2v including ``engine`` and ``device``).
+    corpus_file : str
+        The decompressed corpus.
+    """
+    model = word2vec_class(library, settings)(**settings)
+    engine = EngineName()
+    logging.getLogger("torchw2v.word2vec").addHandler(engine)
+    logging.getLogger("torchw2v.word2vec").setLevel(logging.INFO)
+
+    started = time.perf_counter()
+    model.build_vocab(corpus_file=corpus_file)
+    built = time.perf_counter()
+    model.train(
+        corpus_file=corpus_file,
+        total_examples=model.corpus_count,
+        total_words=model.corpus_total_words,
+        epochs=settings["epochs"],
+    )
+    trained = time.perf_counter()
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+    if library == "gensim":
+        label = f"gensim {version('gensim')}"
+    else:
+        label = f"torchw2v engine={settings['engine']} ({engine.engine})"
+    return Run(
+        label,
+        len(model.wv),
+        model.corpus_total_words,
+        built - started,
+        trained - built,
+        peak_rss_mib,
+        *scores(model.wv),
+    )
+
+
+def scores(wv: Any) -> tuple[float, float, float]:
+    """Analogy accuracy (30,000 most frequent words), WS353 and SimLex-999 Spearman."""
+    from gensim.test.utils import datapath
+
+    analogy, _ = wv.evaluate_word_analogies(datapath("questions-words.txt"), restrict_vocab=30000)
+    ws353 = wv.evaluate_word_pairs(datapath("wordsim353.tsv"))[1].statistic
+    simlex = wv.evaluate_word_pairs(datapath("simlex999.txt"))[1].statistic
+    return analogy, ws353, simlex
+
+
+def in_child(library: str, settings: dict[str, Any], corpus_file: str) -> Run:
+    """Run :func:`train_and_score` in a fresh spawned process."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(train_and_score, library, settings, corpus_file).result()
+
+
+def machine() -> str:
+    """Core count, CPU model, OS and library versions, as one line."""
+    import gensim
+    import torch
+
+    model = "unknown CPU"
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"nproc {len(os.sched_getaffinity(0))}, {model}, {os.uname().sysname}; "
+        f"Python {sys.version.split()[0]}, torch {torch.__version__}, gensim {gensim.__version__}"
+    )
+
+
+def report(
+    args: argparse.Namespace, slice_: tuple[int, int], settings: dict[str, Any], runs: list[Run]
+) -> str:
+    """The markdown block for one benchmark run."""
+    lines, tokens = slice_
+    epochs = settings["epochs"]
+    baseline = runs[0].words_per_s(epochs)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    shown = " ".join(f"{k}={v}" for k, v in settings.items())
+    out = [
+        f"### {when}: {args.corpus.name}, {tokens:,} tokens ({lines:,} lines), {epochs} epochs",
+        "",
+        f"`python {shlex.join(sys.argv)}`",
+        "",
+        f"- machine: {machine()}",
+        f"- settings: {shown}; vocabulary {runs[0].vocab_size:,} words; "
+        f"torchw2v device={args.device}",
+        "",
+        "| library (engine used) | vocab s | train s | train words/s | speed vs gensim "
+        "| peak RSS MiB | analogy | WS353 | SimLex-999 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        speed = run.words_per_s(epochs)
+        out.append(
+            f"| {run.label} | {run.vocab_s:.1f} | {run.train_s:.1f} | {speed:,.0f} "
+            f"| {speed / baseline:.2f}x | {run.peak_rss_mib:,.0f} | {run.analogy:.3f} "
+            f"| {run.ws353:.3f} | {run.simlex:.3f} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    settings = dict(
+        sg=1,
+        hs=0,
+        vector_size=args.vector_size,
+        window=args.window,
+        negative=args.negative,
+        min_count=args.min_count,
+        sample=args.sample,
+        workers=args.workers,
+        epochs=args.epochs,
+        seed=1,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus_file = Path(tmp) / "corpus.txt"
+        slice_ = write_slice(args.corpus.resolve(), args.tokens, corpus_file)
+        print(f"corpus: {slice_[1]:,} tokens, {slice_[0]:,} lines", file=sys.stderr)
+        runs = [in_child("gensim", settings, str(corpus_file))]
+        print(f"{runs[-1].label}: {runs[-1].train_s:.1f}s", file=sys.stderr)
+        for engine in args.engine or ["auto"]:
+            ours = {**settings, "engine": engine, "device": args.device}
+            runs.append(in_child("torchw2v", ours, str(corpus_file)))
+            print(f"{runs[-1].label}: {runs[-1].train_s:.1f}s", file=sys.stderr)
+    block = report(args, slice_, settings, runs)
+    print(block)
+    if args.record:
+        with RESULTS.open("a", encoding="utf-8") as results:
+            results.write("\n" + block)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,293 @@
+"""The compiled CPU engine: a C++ op that trains a chunk with Hogwild threads.
+
+The op (``torch.ops.torchw2v.sgns_train_chunk``, source in ``csrc/sgns_cpu.cpp``) is
+built with :func:`torch.utils.cpp_extension.load` on first use and cached in torch's
+extension directory (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``),
+so later processes only load it. It implements gensim's skip-gram negative sampling with
+the negatives shared by all contexts of a center word, and runs ``config.workers`` threads
+that update ``syn0`` and ``syn1neg`` in place without locks, as word2vec.c and gensim do.
+The GIL is released while the op runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .base import ChunkStats, EngineConfig, SamplingTables
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).resolve().parent / "csrc" / "sgns_cpu.cpp"
+EXTENSION_NAME = "torchw2v_cpu"
+DISABLE_ENV = "TORCHW2V_DISABLE_COMPILED"
+"""Set to a non-empty value other than ``0`` to never build or use the compiled op."""
+_MASK64 = (1 << 64) - 1
+
+
+def _host_tag() -> str:
+    """A short fingerprint of this CPU's instruction set.
+
+    The op is built with ``-march=native``; the tag goes into the compiler flags, so a
+    build cached on one CPU is rebuilt, not loaded, on a CPU with other features.
+    """
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = line
+                    break
+    except OSError:
+        pass
+    text = f"{platform.machine()}|{platform.processor()}|{flags}"
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _cflags() -> list[str]:
+    # No -ffast-math: the kernels vectorise by hand (GCC vector extensions) and through
+    # `#pragma omp simd` (-fopenmp-simd); fast-math measured no faster and would loosen the
+    # loss's log/exp and NaN semantics. -ffp-contract=fast lets a*b+c become one FMA.
+    return [
+        "-O3",
+        "-march=native",
+        "-fopenmp-simd",
+        "-fno-math-errno",
+        "-ffp-contract=fast",
+        f"-DTORCHW2V_HOST={_host_tag()}",
+    ]
+
+
+def _registered_op() -> Callable[..., torch.Tensor] | None:
+    """The op if a library registering it is already loaded in this process."""
+    try:
+        return torch.ops.torchw2v.sgns_train_chunk
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _compile(name: str, source: Path) -> Callable[..., torch.Tensor]:
+    """Build (or find in torch's extension cache) and load the op; raise on failure."""
+    from torch.utils import cpp_extension
+
+    cpp_extension.load(
+        name=name,
+        sources=[str(source)],
+        extra_cflags=_cflags(),
+        is_python_module=False,
+        verbose=False,
+    )
+    op = _registered_op()
+    if op is None:
+        raise RuntimeError(f"{source.name} was loaded but registered no torchw2v op")
+    return op
+
+
+def summarize_reason(reason: str) -> str:
+    """The most telling line of a build failure: the compiler's first error, if any."""
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower() and "Error building extension" not in line:
+            return line[:300]
+    return lines[0][:300] if lines else "unknown reason"
+
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _load() -> tuple[Callable[..., torch.Tensor] | None, str]:
+    """Build/load the op once per process: ``(op, "")``, or ``(None, reason)``."""
+    with _lock:
+        if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+            return None, f"disabled by the environment variable {DISABLE_ENV}"
+        op = _registered_op()
+        if op is not None:
+            return op, ""
+        try:
+            return _compile(EXTENSION_NAME, SOURCE), ""
+        except Exception as err:  # the compiler's or the loader's reason, whatever it is
+            reason = f"{type(err).__name__}: {err}".strip()
+            if len(reason) > 6000:
+                reason = reason[:1500] + "\n...\n" + reason[-4500:]
+            return None, reason
+
+
+def load_op() -> Callable[..., torch.Tensor]:
+    """The compiled ``sgns_train_chunk`` op, built on first use.
+
+    The first call in a process compiles the C++ source (about 15 s) unless torch's
+    extension cache already holds a build of this source for these flags; later calls
+    return at once.
+
+    Returns
+    -------
+    callable
+        ``torch.ops.torchw2v.sgns_train_chunk``.
+
+    Raises
+    ------
+    RuntimeError
+        The extension cannot be built or loaded here; the message carries the reason
+        (the compiler's output). The failure is remembered: later calls raise at once.
+    """
+    op, reason = _load()
+    if op is None:
+        raise RuntimeError(
+            f"torchw2v: cannot build the compiled CPU engine ({summarize_reason(reason)}).\n"
+            f"Full reason:\n{reason}"
+        )
+    return op
+
+
+@functools.cache
+def is_available() -> bool:
+    """Whether the compiled op builds and loads here. Never raises.
+
+    The first call may compile the op (see :func:`load_op`). A failure is logged once at
+    WARNING with its reason (the full compiler output at DEBUG).
+    """
+    op, reason = _load()
+    if op is None:
+        logger.warning(
+            "torchw2v: compiled CPU engine unavailable (%s); "
+            "falling back to the vectorised torch engine",
+            summarize_reason(reason),
+        )
+        logger.debug("torchw2v: compiled CPU engine build failure:\n%s", reason)
+        return False
+    return True
+
+
+def _mix(x: int) -> int:
+    """splitmix64 of ``x`` (mod 2**64): decorrelates the per-chunk seeds."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def chunk_seed(seed: int, call: int) -> int:
+    """The op's seed for the ``call``-th chunk (0-based) of an engine seeded with ``seed``.
+
+    A signed 64-bit value, as the op's ``int`` argument takes.
+    """
+    x = _mix((_mix(seed & _MASK64) + call) & _MASK64)
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+class CompiledEngine:
+    """SGNS on CPU with the compiled op and ``config.workers`` Hogwild threads.
+
+    Parameters
+    ----------
+    syn0, syn1neg : torch.Tensor
+        ``(V, d)`` float32 contiguous CPU tensors (input and output vectors), updated in
+        place by :meth:`train_chunk`.
+    tables : SamplingTables
+        ``sample_int`` and ``cum_table``, ``(V,)`` int64 (converted to contiguous CPU int64
+        once, here, if they are not).
+    config : EngineConfig
+        Window, negatives, seed, workers, loss.
+
+    Raises
+    ------
+    ValueError
+        A tensor is not on the CPU, or has the wrong dtype, shape or layout.
+    RuntimeError
+        The op cannot be built here (see :func:`load_op`).
+
+    Notes
+    -----
+    Each :meth:`train_chunk` call draws from a fresh random stream seeded by
+    ``chunk_seed(config.seed, call_index)``: successive chunks differ, and a run with a
+    fixed seed and ``workers=1`` is bit-for-bit reproducible. With ``workers > 1`` the
+    threads race on shared rows (Hogwild), so results vary slightly from run to run.
+    """
+
+    def __init__(
+        self,
+        syn0: torch.Tensor,
+        syn1neg: torch.Tensor,
+        tables: SamplingTables,
+        config: EngineConfig,
+    ):
+        for name, t in (("syn0", syn0), ("syn1neg", syn1neg)):
+            if t.device.type != "cpu" or t.dtype != torch.float32 or t.dim() != 2:
+                raise ValueError(
+                    f"{name} must be a 2-D float32 CPU tensor, got {t.dtype} of shape "
+                    f"{tuple(t.shape)} on {t.device}"
+                )
+            if not t.is_contiguous():
+                raise ValueError(f"{name} must be contiguous (it is updated in place)")
+        if syn0.shape != syn1neg.shape:
+            raise ValueError(
+                f"syn0 and syn1neg must have the same shape, got {tuple(syn0.shape)} "
+                f"and {tuple(syn1neg.shape)}"
+            )
+        if config.window < 1 or config.negative < 0 or config.workers < 1:
+            raise ValueError(
+                "need window >= 1, negative >= 0 and workers >= 1, got "
+                f"window={config.window}, negative={config.negative}, workers={config.workers}"
+            )
+        self.op = load_op()
+        self.syn0, self.syn1neg, self.config = syn0, syn1neg, config
+        self.sample_int = tables.sample_int.to("cpu", torch.int64).contiguous()
+        self.cum_table = tables.cum_table.to("cpu", torch.int64).contiguous()
+        self.tables = SamplingTables(self.sample_int, self.cum_table)
+        self.calls = 0
+
+    def train_chunk(
+        self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
+    ) -> ChunkStats:
+        """Train on one chunk of sentences (see :class:`~torchw2v.engines.base.Engine`).
+
+        Parameters
+        ----------
+        ids : torch.Tensor
+            ``(N,)`` int32 vocabulary ids, sentences back to back.
+        offsets : torch.Tensor
+            ``(S + 1,)`` int64 sentence boundaries, from 0 to N.
+        alpha_start, alpha_end : float
+            Learning rate at the start and at the end of the chunk. Each thread decays it
+            linearly over its share of the chunk, updated once per sentence.
+
+        Returns
+        -------
+        ChunkStats
+            Kept (trained) center words, summed loss (0.0 unless ``compute_loss``), pairs.
+
+        Raises
+        ------
+        RuntimeError
+            Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N).
+        """
+        cfg = self.config
+        seed = chunk_seed(cfg.seed, self.calls)
+        self.calls += 1
+        out = self.op(
+            self.syn0,
+            self.syn1neg,
+            ids,
+            offsets,
+            self.sample_int,
+            self.cum_table,
+            cfg.window,
+            cfg.negative,
+            cfg.shrink_windows,
+            float(alpha_start),
+            float(alpha_end),
+            seed,
+            cfg.workers,
+            cfg.compute_loss,
+        )
+        words, loss, pairs = out.tolist()
+        return ChunkStats(words=int(words), loss=float(loss), pairs=int(pairs))
