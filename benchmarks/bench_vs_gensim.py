@@ -73,6 +73,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="LineSentence .gz")
     parser.add_argument("--tokens", type=int, default=0, help="first N tokens (whole lines); 0=all")
+    parser.add_argument(
+        "--skip-tokens",
+        type=int,
+        default=0,
+        help="skip the first N tokens (whole lines) first, e.g. to train on held-out text",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--vector-size", type=int, default=100)
     parser.add_argument("--window", type=int, default=5)
@@ -91,17 +97,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_slice(source: Path, tokens: int, dest: Path) -> tuple[int, int]:
-    """Decompress whole lines of ``source`` to ``dest`` until ``tokens`` are reached (0: all).
+def write_slice(source: Path, skip: int, tokens: int, dest: Path) -> tuple[int, int]:
+    """Decompress whole lines of ``source`` to ``dest``: skip lines until ``skip`` tokens are
+    passed, then write until ``tokens`` are written (0: to the end).
 
     Returns
     -------
     (int, int)
         Lines and tokens written.
     """
-    lines = written = 0
+    lines = written = skipped = 0
     with gzip.open(source, "rt", encoding="utf-8") as src, dest.open("w", encoding="utf-8") as dst:
         for line in src:
+            if skipped < skip:
+                skipped += len(line.split())
+                continue
             if tokens and written >= tokens:
                 break
             dst.write(line)
@@ -211,8 +221,10 @@ def report(
     baseline = runs[0].words_per_s(epochs)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     shown = " ".join(f"{k}={v}" for k, v in settings.items())
+    held_out = f" after its first {args.skip_tokens:,} tokens" if args.skip_tokens else ""
     out = [
-        f"### {when}: {args.corpus.name}, {tokens:,} tokens ({lines:,} lines), {epochs} epochs",
+        f"### {when}: {args.corpus.name}{held_out}, {tokens:,} tokens ({lines:,} lines), "
+        f"{epochs} epochs",
         "",
         f"`python {shlex.join(sys.argv)}`",
         "",
@@ -250,7 +262,7 @@ def main(argv: list[str]) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         corpus_file = Path(tmp) / "corpus.txt"
-        slice_ = write_slice(args.corpus.resolve(), args.tokens, corpus_file)
+        slice_ = write_slice(args.corpus.resolve(), args.skip_tokens, args.tokens, corpus_file)
         print(f"corpus: {slice_[1]:,} tokens, {slice_[0]:,} lines", file=sys.stderr)
         runs = [in_child("gensim", settings, str(corpus_file))]
         print(f"{runs[-1].label}: {runs[-1].train_s:.1f}s", file=sys.stderr)

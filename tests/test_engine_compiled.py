@@ -1,12 +1,17 @@
-"""The compiled CPU engine (C++ op), checked against a NumPy replay of the same algorithm."""
+"""The compiled CPU engine (C++ op), checked against a NumPy replay of the same algorithm and
+against gensim's own training where both do the same arithmetic."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+from gensim.models import Word2Vec as GensimWord2Vec
+from gensim.models.keyedvectors import KeyedVectors
+from gensim.models.word2vec import _assign_binary_codes
 
 from torchw2v.engines import compiled
 from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables
@@ -54,7 +59,7 @@ def _sigmoid_table() -> np.ndarray:
 
 
 SIGMOID = _sigmoid_table()
-SCALE = np.float32(1000 / 12.0)
+SCALE = np.float32(83)  # 1000 / 6 / 2 in integer arithmetic, as word2vec.c and gensim
 
 
 def _sigmoid(f: np.ndarray) -> np.ndarray:
@@ -76,16 +81,58 @@ def _split(offsets: np.ndarray, workers: int) -> list[int]:
     return bounds
 
 
+@dataclass(frozen=True)
+class Mode:
+    """Architecture and objectives of one training run."""
+
+    negative: int = 3
+    hs: bool = False
+    sg: bool = True
+    cbow_mean: bool = True
+
+
+def _train_center(syn0, syn1neg, syn1, huffman, mode, ctx, center, negs, alpha) -> float:
+    """One center word, all dot products from the values before it; returns its loss."""
+    ns_rows = [center] + [n for n in negs if n != center] if mode.negative else []
+    hs_rows, hs_labels = [], []
+    if mode.hs:
+        points, codes, lengths = huffman
+        hs_rows = list(points[center, : lengths[center]])
+        hs_labels = list(1 - codes[center, : lengths[center]].astype(np.float32))
+    ns_labels = [1.0] + [0.0] * (len(ns_rows) - 1) if ns_rows else []
+    label = np.array(ns_labels + hs_labels, np.float32)  # (T,)
+    is_hs = np.arange(len(label)) >= len(ns_rows)
+    o = np.concatenate([syn1neg[ns_rows], syn1[hs_rows]]).reshape(len(label), -1)  # (T, d)
+    x = syn0[ctx]  # (C, d)
+    inv = np.float32(1) / np.float32(len(ctx))
+    neu1 = x.sum(axis=0, keepdims=True) * (inv if mode.cbow_mean else np.float32(1))  # (1, d)
+    inputs = x if mode.sg else neu1
+    f = inputs @ o.T  # (C or 1, T)
+    skipped = is_hs & ((f <= -6) | (f >= 6))  # HS nodes beyond MAX_EXP are not trained
+    g = np.where(skipped, np.float32(0), (label - _sigmoid(f)) * alpha)
+    loss = float(_softplus_neg(np.where(label > 0, f, -f)).sum())
+    dx = g @ o  # (C or 1, d)
+    if not mode.sg:
+        dx = np.repeat(dx * (np.float32(1) if mode.cbow_mean else inv), len(ctx), axis=0)
+    do = g.T @ inputs  # (T, d)
+    np.add.at(syn0, ctx, dx)
+    np.add.at(syn1neg, ns_rows, do[~is_hs])
+    np.add.at(syn1, hs_rows, do[is_hs])
+    return loss
+
+
 def reference_train(
     syn0,
+    syn1neg,
     syn1,
     ids,
     offsets,
     sample_int,
     cum_table,
+    huffman=None,
     *,
+    mode,
     window,
-    negative,
     shrink,
     alpha_start,
     alpha_end,
@@ -94,6 +141,7 @@ def reference_train(
 ):
     """Train like the op, on NumPy copies, one worker after the other; return the stats."""
     cum = np.asarray(cum_table, dtype=np.int64)
+    negative = mode.negative
     table_end = int(cum[-1]) if negative > 0 else 1
     base = _splitmix64(seed & MASK64)
     bounds = _split(offsets, workers)
@@ -117,23 +165,14 @@ def reference_train(
             for _ in range(n):
                 reach.append(window - rng.next() % window if shrink else window)
                 draws = [rng.next() % table_end for _ in range(negative)]
-                negs.append(np.searchsorted(cum, draws, side="left").astype(np.int64))
+                negs.append(np.searchsorted(cum, draws, side="left").tolist())
             for i in range(n):
-                ctx = [
-                    kept[j] for j in range(max(0, i - reach[i]), min(n, i + reach[i] + 1)) if j != i
-                ]
-                targets = np.concatenate([[kept[i]], negs[i]]).astype(np.int64)
-                x, o = syn0[ctx], syn1[targets]  # (C, d), (T, d) copies: the old values
-                f = x @ o.T  # (C, T)
-                label = np.zeros(len(targets), np.float32)
-                label[0] = 1
-                valid = np.ones(len(targets), bool)
-                valid[1:] = targets[1:] != kept[i]
-                g = np.where(valid, (label - _sigmoid(f)) * alpha, np.float32(0))
-                loss += float(np.where(valid, _softplus_neg(np.where(label > 0, f, -f)), 0).sum())
-                np.add.at(syn0, ctx, g @ o)
-                np.add.at(syn1, targets, g.T @ x)
-                pairs += len(ctx)
+                lo, hi = max(0, i - reach[i]), min(n, i + reach[i] + 1)
+                ctx = [kept[j] for j in range(lo, hi) if j != i]
+                loss += _train_center(
+                    syn0, syn1neg, syn1, huffman, mode, ctx, kept[i], negs[i], alpha
+                )
+                pairs += len(ctx) if mode.sg else 1
     return ChunkStats(words=words, loss=loss, pairs=pairs)
 
 
@@ -155,6 +194,33 @@ def unigram_cum_table(counts: np.ndarray, power: float = 0.75) -> torch.Tensor:
     return torch.from_numpy(np.round(np.cumsum(p) / p.sum() * (2**31 - 1)).astype(np.int64))
 
 
+def huffman_tables(counts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """gensim's Huffman tree over words with these counts, padded as SamplingTables holds it:
+    points (V, L) int64, codes (V, L) uint8, lengths (V,) int64."""
+    wv = KeyedVectors(1)
+    wv.add_vectors([str(i) for i in range(len(counts))], np.zeros((len(counts), 1)))
+    for i, count in enumerate(counts):
+        wv.set_vecattr(i, "count", int(count))
+    _assign_binary_codes(wv)
+    return padded_paths(wv)
+
+
+def padded_paths(wv: KeyedVectors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    codes = [wv.get_vecattr(i, "code") for i in range(len(wv))]
+    points = [wv.get_vecattr(i, "point") for i in range(len(wv))]
+    lengths = np.array([len(c) for c in codes], dtype=np.int64)
+    padded_points = np.zeros((len(wv), lengths.max()), dtype=np.int64)
+    padded_codes = np.zeros((len(wv), lengths.max()), dtype=np.uint8)
+    for i, (code, point) in enumerate(zip(codes, points)):
+        padded_points[i, : len(code)] = point
+        padded_codes[i, : len(code)] = code
+    return (
+        torch.from_numpy(padded_points),
+        torch.from_numpy(padded_codes),
+        torch.from_numpy(lengths),
+    )
+
+
 def random_chunk(rng, vocab: int, sentences: int, lo: int = 1, hi: int = 12):
     lengths = rng.integers(lo, hi + 1, sentences)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -165,14 +231,16 @@ def random_chunk(rng, vocab: int, sentences: int, lo: int = 1, hi: int = 12):
 
 def run_op(
     syn0,
-    syn1,
+    syn1neg,
     ids,
     offsets,
     sample_int,
     cum_table,
     *,
+    syn1=None,
+    huffman=None,
+    mode=Mode(),
     window=3,
-    negative=3,
     shrink=True,
     alpha_start=0.05,
     alpha_end=0.01,
@@ -180,15 +248,27 @@ def run_op(
     workers=1,
     compute_loss=True,
 ) -> ChunkStats:
+    """Call the op directly; ``huffman`` is ``(points, codes, lengths)`` as huffman_tables."""
+    if huffman is None:
+        points, codes, lengths = torch.empty(0, 0), torch.empty(0, 0), torch.empty(0)
+    else:
+        points, codes, lengths = huffman
     out = compiled.load_op()(
         syn0,
-        syn1,
+        syn1neg,
+        syn0.new_empty(0, syn0.shape[1]) if syn1 is None else syn1,
         ids,
         offsets,
         sample_int,
         cum_table,
+        points.int(),
+        codes.to(torch.uint8),
+        lengths.int(),
         window,
-        negative,
+        mode.negative,
+        mode.hs,
+        mode.sg,
+        mode.cbow_mean,
         shrink,
         alpha_start,
         alpha_end,
@@ -210,85 +290,293 @@ def small():
     # keep-probabilities between ~0.3 and 1 so that subsampling drops some tokens
     keep = np.clip(np.sqrt(30 / counts), 0.3, 1.0)
     sample_int = torch.from_numpy((keep * KEEP_ALL).astype(np.int64))
-    return vocab, ids, offsets, sample_int, unigram_cum_table(counts)
+    return vocab, ids, offsets, sample_int, unigram_cum_table(counts), huffman_tables(counts)
+
+
+SG_NS = Mode()
+CBOW_NS = Mode(sg=False)
+CBOW_NS_SUM = Mode(sg=False, cbow_mean=False)
+SG_HS = Mode(negative=0, hs=True)
+CBOW_HS = Mode(negative=0, hs=True, sg=False)
+CBOW_HS_SUM = Mode(negative=0, hs=True, sg=False, cbow_mean=False)
+SG_HS_NS = Mode(negative=3, hs=True)
+CBOW_HS_NS = Mode(negative=3, hs=True, sg=False)
+
+
+def mode_id(mode: Mode) -> str:
+    arch = "sg" if mode.sg else ("cbow_mean" if mode.cbow_mean else "cbow_sum")
+    return "-".join(
+        [arch] + (["hs"] if mode.hs else []) + ([f"ns{mode.negative}"] * bool(mode.negative))
+    )
+
+
+def start_vectors(vocab, dim, mode):
+    """syn0, syn1neg ((0, d) without negatives) and syn1 (None without HS), all nonzero."""
+    syn0, syn1neg = init_vectors(vocab, dim)
+    # give the output vectors a start too, so the first updates are not all alike
+    syn1neg += 0.1 * init_vectors(vocab, dim, seed=1)[0]
+    syn1 = 0.1 * init_vectors(vocab, dim, seed=2)[0] if mode.hs else None
+    return syn0, syn1neg if mode.negative else syn1neg[:0], syn1
 
 
 # ----------------------------------------------------------------------------------------
-# tests
+# the op against the NumPy replay
 # ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "dim,window,negative,shrink,workers",
+    "mode,dim,window,shrink,workers",
     [
-        (10, 3, 3, True, 1),  # d not a multiple of the SIMD width: exercises the tail
-        (16, 2, 5, False, 1),
-        (8, 4, 12, True, 1),  # 13 targets: the generic (non-specialised) kernel
-        (13, 12, 2, False, 1),  # more contexts than the fixed update kernel takes
-        (21, 2, 4, True, 1),  # 8-lane blocks (on AVX), a 4-lane block and a scalar column
-        (12, 5, 1, True, 3),  # three parts, replayed one after the other
-        (10, 3, 0, True, 1),  # no negatives at all
+        (Mode(3), 10, 3, True, 1),  # d not a multiple of the SIMD width: exercises the tail
+        (Mode(5), 16, 2, False, 1),
+        (Mode(12), 8, 4, True, 1),  # 13 targets: the generic (non-specialised) kernel
+        (Mode(2), 13, 12, False, 1),  # more contexts than the fixed update kernel takes
+        (Mode(4), 21, 2, True, 1),  # 8-lane blocks (on AVX), a 4-lane block and a scalar column
+        (Mode(1), 12, 5, True, 3),  # three parts, replayed one after the other
+        (CBOW_NS, 10, 3, True, 1),
+        (CBOW_NS_SUM, 21, 4, False, 1),
+        (Mode(12, sg=False), 8, 13, True, 1),  # generic kernel, many contexts
+        (SG_HS, 10, 3, True, 1),
+        (SG_HS, 21, 12, False, 1),
+        (CBOW_HS, 10, 3, True, 1),
+        (CBOW_HS_SUM, 16, 5, False, 1),
+        (SG_HS_NS, 12, 3, True, 1),
+        (Mode(8, hs=True), 9, 4, True, 1),  # more than 11 targets with the path: generic
+        (CBOW_HS_NS, 12, 3, True, 1),
+        (CBOW_HS_NS, 12, 5, True, 3),
+        (SG_HS, 8, 5, True, 2),
     ],
+    ids=lambda v: mode_id(v) if isinstance(v, Mode) else None,
 )
-def test_matches_numpy_reference(small, dim, window, negative, shrink, workers):
-    vocab, ids, offsets, sample_int, cum_table = small
-    syn0, syn1 = init_vectors(vocab, dim)
-    # give syn1neg a start too, so the first updates are not all alike
-    syn1 += 0.1 * init_vectors(vocab, dim, seed=1)[0]
-    ref0, ref1 = syn0.numpy().copy(), syn1.numpy().copy()
-    kwargs = dict(
-        window=window,
-        negative=negative,
-        shrink=shrink,
-        alpha_start=0.05,
-        alpha_end=0.01,
-        seed=11,
+def test_matches_numpy_reference(small, mode, dim, window, shrink, workers):
+    check_against_reference(small, mode, dim, window, shrink, workers)
+
+
+@pytest.mark.parametrize("mode", [SG_HS_NS, CBOW_HS_NS], ids=mode_id)
+def test_saturated_scores_match_the_reference(small, mode):
+    """Vectors large enough that many scores fall beyond -+6: NS saturates, HS skips."""
+    syn0, _, syn1 = start_vectors(small[0], 16, mode)
+    assert ((100 * syn0 @ (100 * syn1).T).abs() >= 6).float().mean() > 0.2
+    check_against_reference(small, mode, 16, 3, True, 1, scale=100.0)
+
+
+def check_against_reference(small, mode, dim, window, shrink, workers, scale=1.0):
+    vocab, ids, offsets, sample_int, cum_table, huffman = small
+    syn0, syn1neg, syn1 = start_vectors(vocab, dim, mode)
+    for t in (syn0, syn1neg) + ((syn1,) if mode.hs else ()):
+        t *= scale
+    ref = [t.numpy().copy() for t in (syn0, syn1neg, syn1 if mode.hs else syn1neg[:0])]
+    kwargs = dict(window=window, shrink=shrink, alpha_start=0.05, alpha_end=0.01, seed=11)
+    stats = run_op(
+        syn0,
+        syn1neg,
+        ids,
+        offsets,
+        sample_int,
+        cum_table,
+        syn1=syn1,
+        huffman=huffman,
+        mode=mode,
         workers=workers,
+        **kwargs,
     )
+    want = reference_train(
+        *ref,
+        ids.numpy(),
+        offsets.numpy(),
+        sample_int.numpy(),
+        cum_table.numpy(),
+        tuple(t.numpy() for t in huffman),
+        mode=mode,
+        workers=workers,
+        **kwargs,
+    )
+    assert (stats.words, stats.pairs) == (want.words, want.pairs)
+    assert 0 < stats.words < len(ids)  # some tokens were subsampled away
     if workers > 1:
         # parts run concurrently in the op; on a 40-word vocabulary they share rows, so the
         # racy float values cannot be replayed, but everything counted can
-        stats = run_op(syn0, syn1, ids, offsets, sample_int, cum_table, **kwargs)
-        want = reference_train(
-            ref0,
-            ref1,
-            ids.numpy(),
-            offsets.numpy(),
-            sample_int.numpy(),
-            cum_table.numpy(),
-            **{**kwargs, "shrink": shrink},
-        )
-        assert (stats.words, stats.pairs) == (want.words, want.pairs)
         assert stats.loss == pytest.approx(want.loss, rel=0.05)
         return
-    stats = run_op(syn0, syn1, ids, offsets, sample_int, cum_table, **kwargs)
-    want = reference_train(
-        ref0, ref1, ids.numpy(), offsets.numpy(), sample_int.numpy(), cum_table.numpy(), **kwargs
-    )
-    assert stats.words == want.words
-    assert stats.pairs == want.pairs
-    assert 0 < stats.words < len(ids)  # some tokens were subsampled away
     assert stats.loss == pytest.approx(want.loss, rel=1e-4)
-    np.testing.assert_allclose(syn0.numpy(), ref0, rtol=0, atol=2e-5)
-    np.testing.assert_allclose(syn1.numpy(), ref1, rtol=0, atol=2e-5)
-    assert not np.allclose(syn0.numpy(), init_vectors(vocab, dim)[0].numpy())
+    np.testing.assert_allclose(syn0.numpy(), ref[0], rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(syn1neg.numpy(), ref[1], rtol=1e-4, atol=2e-5)
+    if mode.hs:
+        np.testing.assert_allclose(syn1.numpy(), ref[2], rtol=1e-4, atol=2e-5)
+        assert not np.allclose(syn1.numpy(), scale * start_vectors(vocab, dim, mode)[2].numpy())
+    assert not np.allclose(syn0.numpy(), scale * init_vectors(vocab, dim)[0].numpy())
 
 
-def test_deterministic_for_a_seed_with_one_worker(small):
-    vocab, ids, offsets, sample_int, cum_table = small
+def test_pairs_count_contexts_in_skipgram_and_centers_in_cbow(small):
+    vocab, ids, offsets, sample_int, cum_table, huffman = small
+    stats = {}
+    for mode in (SG_NS, CBOW_NS, SG_HS_NS, CBOW_HS_NS):
+        syn0, syn1neg, syn1 = start_vectors(vocab, 8, mode)
+        stats[mode] = run_op(
+            syn0,
+            syn1neg,
+            ids,
+            offsets,
+            sample_int,
+            cum_table,
+            syn1=syn1,
+            huffman=huffman,
+            mode=mode,
+        )
+    # the same draws whatever the architecture and with or without HS (it draws nothing)
+    assert len({(s.words) for s in stats.values()}) == 1
+    assert stats[SG_NS].pairs == stats[SG_HS_NS].pairs
+    assert stats[CBOW_NS].pairs == stats[CBOW_HS_NS].pairs
+    # CBOW: kept words of sentences that keep two or more; skip-gram: about 2-3 per center
+    assert stats[CBOW_NS].pairs < stats[CBOW_NS].words < stats[SG_NS].pairs
+    assert stats[CBOW_HS_NS].loss > stats[CBOW_NS].loss  # the HS terms come on top
+
+
+# ----------------------------------------------------------------------------------------
+# the op against gensim's own training, where both do the same arithmetic
+# ----------------------------------------------------------------------------------------
+
+TOY = [
+    "the quick brown fox jumps over the lazy dog".split(),
+    "a quick brown dog runs past the lazy fox".split(),
+    "the dog and the fox are friends".split(),
+    "lazy afternoons make the quick fox slow".split(),
+]
+
+
+def gensim_twin(sentences, mode, window, seed=4):
+    """A gensim model (no subsampling, no window shrinking, constant alpha) and the op's
+    arguments for the same start: copies of its vectors (syn1 and syn1neg made nonzero) and
+    tables of its vocabulary. Negatives, gensim's and the op's, are all word 0."""
+    model = GensimWord2Vec(
+        vector_size=12,
+        window=window,
+        min_count=1,
+        sample=0,
+        shrink_windows=False,
+        sg=int(mode.sg),
+        hs=int(mode.hs),
+        negative=mode.negative,
+        cbow_mean=int(mode.cbow_mean),
+        alpha=0.05,
+        min_alpha=0.05,
+        workers=1,
+        seed=seed,
+    )
+    model.build_vocab(sentences)
+    vocab = len(model.wv)
+    rng = np.random.default_rng(seed)
+    if mode.hs:
+        model.syn1[:] = rng.uniform(-0.3, 0.3, model.syn1.shape)
+    if mode.negative:
+        model.syn1neg[:] = rng.uniform(-0.3, 0.3, model.syn1neg.shape)
+        model.cum_table = np.full(vocab, 1000, dtype=np.uint32)  # all the mass on word 0
+    index = model.wv.key_to_index
+    args = dict(
+        syn0=torch.tensor(model.wv.vectors),
+        syn1neg=torch.tensor(model.syn1neg) if mode.negative else torch.zeros(0, 12),
+        syn1=torch.tensor(model.syn1) if mode.hs else None,
+        ids=torch.tensor([index[w] for s in sentences for w in s], dtype=torch.int32),
+        offsets=torch.from_numpy(np.cumsum([0] + [len(s) for s in sentences]).astype(np.int64)),
+        sample_int=torch.full((vocab,), 2**32, dtype=torch.int64),  # keep every word
+        cum_table=torch.full((vocab,), 1000, dtype=torch.int64),
+        huffman=padded_paths(model.wv) if mode.hs else None,
+    )
+    return model, args
+
+
+def train_twins(sentences, mode, window):
+    """One pass of gensim and of the op from the same start: the start (syn0), the gensim
+    model, the op's (updated) arguments and its stats."""
+    model, args = gensim_twin(sentences, mode, window)
+    start = model.wv.vectors.copy()
+    stats = run_op(**args, mode=mode, window=window, shrink=False, alpha_start=0.05, alpha_end=0.05)
+    model.train(sentences, total_examples=len(sentences), epochs=1, compute_loss=True)
+    assert not np.allclose(model.wv.vectors, start)
+    return start, model, args, stats
+
+
+def assert_loss_like_gensims(loss: float, model: GensimWord2Vec) -> None:
+    """gensim sums table logarithms log(sigmoid) read at int((f + 6) * 83), i.e. at a score
+    about 0.03 below f: each term, near f = 0, about 2% above the exact -log(sigmoid(f))."""
+    theirs = model.get_latest_training_loss()
+    assert 0.96 * theirs < loss < theirs
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [CBOW_HS, CBOW_HS_SUM, Mode(1, sg=False), Mode(1, sg=False, cbow_mean=False)],
+    ids=mode_id,
+)
+def test_cbow_matches_gensim(mode):
+    """CBOW with HS alone or one negative: gensim reads every output row of a center before
+    it writes it, as the op does, so the two agree to float rounding."""
+    _, model, ours, stats = train_twins(TOY, mode, window=3)
+    np.testing.assert_allclose(ours["syn0"].numpy(), model.wv.vectors, rtol=0, atol=1e-6)
+    if mode.hs:
+        np.testing.assert_allclose(ours["syn1"].numpy(), model.syn1, rtol=0, atol=1e-6)
+    else:
+        np.testing.assert_allclose(ours["syn1neg"].numpy(), model.syn1neg, rtol=0, atol=1e-6)
+    assert stats.pairs == sum(len(s) for s in TOY)  # every word of a CBOW sentence
+    assert_loss_like_gensims(stats.loss, model)
+
+
+@pytest.mark.parametrize("mode", [SG_HS, Mode(1)], ids=mode_id)
+def test_skipgram_matches_gensim_on_word_pairs(mode):
+    """Two-word sentences: each center has one context, so gensim's per-pair updates and the
+    op's per-center matrix product are the same arithmetic."""
+    rng = np.random.default_rng(0)
+    words = "alpha beta gamma delta epsilon zeta eta theta".split()
+    pairs = [list(rng.choice(words, 2, replace=False)) for _ in range(60)]
+    _, model, ours, stats = train_twins(pairs, mode, window=2)
+    np.testing.assert_allclose(ours["syn0"].numpy(), model.wv.vectors, rtol=0, atol=1e-6)
+    out, gensim_out = (ours["syn1"], model.syn1) if mode.hs else (ours["syn1neg"], model.syn1neg)
+    np.testing.assert_allclose(out.numpy(), gensim_out, rtol=0, atol=1e-6)
+    assert stats.pairs == 2 * len(pairs)
+    assert_loss_like_gensims(stats.loss, model)
+
+
+@pytest.mark.parametrize("mode", [SG_HS, SG_HS_NS, CBOW_HS_NS], ids=mode_id)
+def test_close_to_gensim_where_the_order_differs(mode):
+    """Where gensim updates pair after pair (skip-gram: the contexts of a center; HS with NS:
+    HS first), the op takes one step from the center's values: the same updates to first
+    order in alpha."""
+    start, model, ours, _ = train_twins(TOY, mode, window=3)
+    want = model.wv.vectors - start
+    got = ours["syn0"].numpy() - start
+    assert np.linalg.norm(got - want) < 0.1 * np.linalg.norm(want)
+
+
+# ----------------------------------------------------------------------------------------
+# properties of the op and the engine
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [SG_NS, CBOW_NS_SUM, SG_HS, CBOW_HS_NS], ids=mode_id)
+def test_deterministic_for_a_seed_with_one_worker(small, mode):
+    vocab, ids, offsets, sample_int, cum_table, huffman = small
     results = []
     for seed in (5, 5, 6):
-        syn0, syn1 = init_vectors(vocab, 16)
-        run_op(syn0, syn1, ids, offsets, sample_int, cum_table, seed=seed)
-        results.append((syn0, syn1))
-    assert torch.equal(results[0][0], results[1][0])
-    assert torch.equal(results[0][1], results[1][1])
-    assert not torch.equal(results[0][0], results[2][0])
-    assert not torch.equal(results[0][1], results[2][1])
+        syn0, syn1neg, syn1 = start_vectors(vocab, 16, mode)
+        run_op(
+            syn0,
+            syn1neg,
+            ids,
+            offsets,
+            sample_int,
+            cum_table,
+            syn1=syn1,
+            huffman=huffman,
+            mode=mode,
+            seed=seed,
+        )
+        results.append(syn0)
+    assert torch.equal(results[0], results[1])
+    assert not torch.equal(results[0], results[2])
 
 
 def test_engine_seeds_each_chunk_differently_and_reproducibly(small):
-    vocab, ids, offsets, sample_int, cum_table = small
+    vocab, ids, offsets, sample_int, cum_table, _ = small
     tables = SamplingTables(sample_int, cum_table)
 
     def train(seed: int, chunks: int) -> tuple[torch.Tensor, list[ChunkStats]]:
@@ -323,25 +611,100 @@ def test_engine_seeds_each_chunk_differently_and_reproducibly(small):
     assert op_stats == stats_a[0]
 
 
-def test_windows_never_cross_sentences():
+def test_engine_passes_every_setting_to_the_op(small):
+    """CompiledEngine with CBOW, HS and NS trains like the op called directly."""
+    vocab, ids, offsets, sample_int, cum_table, huffman = small
+    mode = Mode(negative=2, hs=True, sg=False, cbow_mean=True)
+    # hs, sg, cbow_mean, shrink_windows: alternate values, so a swap of neighbours shows
+    config = EngineConfig(
+        window=4,
+        negative=2,
+        shrink_windows=False,
+        seed=9,
+        compute_loss=True,
+        sg=False,
+        hs=True,
+        cbow_mean=True,
+    )
+    points, codes, lengths = huffman
+    engine_vectors = start_vectors(vocab, 8, mode)
+    engine = compiled.CompiledEngine(
+        engine_vectors[0],
+        engine_vectors[1],
+        SamplingTables(sample_int, cum_table, points, codes, lengths),
+        config,
+        syn1=engine_vectors[2],
+    )
+    got = engine.train_chunk(ids, offsets, 0.04, 0.02)
+    syn0, syn1neg, syn1 = start_vectors(vocab, 8, mode)
+    want = run_op(
+        syn0,
+        syn1neg,
+        ids,
+        offsets,
+        sample_int,
+        cum_table,
+        syn1=syn1,
+        huffman=huffman,
+        mode=mode,
+        window=4,
+        shrink=False,
+        alpha_start=0.04,
+        alpha_end=0.02,
+        seed=compiled.chunk_seed(9, 0),
+    )
+    assert got == want
+    for a, b in zip(engine_vectors, (syn0, syn1neg, syn1)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", [SG_NS, CBOW_NS, CBOW_HS], ids=mode_id)
+def test_windows_never_cross_sentences(mode):
     vocab, dim = 6, 8
     sample_int = torch.full((vocab,), KEEP_ALL, dtype=torch.int64)
     cum_table = unigram_cum_table(np.ones(vocab))
+    huffman = huffman_tables(np.arange(vocab) + 1)
     # one-word sentences: no pair at all, whatever the window
     ids = torch.arange(vocab, dtype=torch.int32).repeat(5)
     offsets = torch.arange(len(ids) + 1, dtype=torch.int64)
-    syn0, syn1 = init_vectors(vocab, dim)
-    before = syn0.clone()
-    stats = run_op(syn0, syn1, ids, offsets, sample_int, cum_table, window=5, shrink=False)
+    syn0, syn1neg, syn1 = start_vectors(vocab, dim, mode)
+    before = [t.clone() for t in (syn0, syn1neg, syn1 if mode.hs else syn0)]
+    stats = run_op(
+        syn0,
+        syn1neg,
+        ids,
+        offsets,
+        sample_int,
+        cum_table,
+        syn1=syn1,
+        huffman=huffman,
+        mode=mode,
+        window=5,
+        shrink=False,
+    )
     assert (stats.words, stats.pairs) == (len(ids), 0)
-    assert torch.equal(syn0, before) and not syn1.any()
-    # two-word sentences: exactly two pairs each, even with a window of 5
+    for a, b in zip(before, (syn0, syn1neg, syn1 if mode.hs else syn0)):
+        assert torch.equal(a, b)
+    # two-word sentences: two predictions each (two pairs; two centers), even with a window of 5
     offsets = torch.arange(0, len(ids) + 1, 2, dtype=torch.int64)
-    stats = run_op(syn0, syn1, ids, offsets, sample_int, cum_table, window=5, shrink=False)
+    stats = run_op(
+        syn0,
+        syn1neg,
+        ids,
+        offsets,
+        sample_int,
+        cum_table,
+        syn1=syn1,
+        huffman=huffman,
+        mode=mode,
+        window=5,
+        shrink=False,
+    )
     assert (stats.words, stats.pairs) == (len(ids), len(ids))
 
 
-def test_disjoint_sentences_do_not_touch_each_other():
+@pytest.mark.parametrize("mode", [SG_NS, CBOW_NS], ids=mode_id)
+def test_disjoint_sentences_do_not_touch_each_other(mode):
     """Sentences over words {1..5} and {6..10}; negatives only ever draw word 0."""
     vocab, dim = 11, 8
     sample_int = torch.full((vocab,), KEEP_ALL, dtype=torch.int64)
@@ -354,7 +717,7 @@ def test_disjoint_sentences_do_not_touch_each_other():
     syn0, syn1 = init_vectors(vocab, dim)
     syn0_first_only = syn0.clone()
     syn1_first_only = syn1.clone()
-    run_op(syn0, syn1, ids, offsets, sample_int, cum_table, window=5, workers=1)
+    run_op(syn0, syn1, ids, offsets, sample_int, cum_table, mode=mode, window=5)
     # train the first sentence alone from the same start, with the same random stream
     # (its draws come first): rows of the first sentence's words must end up identical
     run_op(
@@ -364,8 +727,8 @@ def test_disjoint_sentences_do_not_touch_each_other():
         offsets[:2],
         sample_int,
         cum_table,
+        mode=mode,
         window=5,
-        workers=1,
     )
     assert torch.equal(syn0[1:6], syn0_first_only[1:6])
     assert torch.equal(syn1[1:6], syn1_first_only[1:6])
@@ -375,28 +738,44 @@ def test_disjoint_sentences_do_not_touch_each_other():
     assert not syn1_first_only[6:].any()
 
 
-def test_subsampled_word_is_never_trained(small):
-    vocab, ids, offsets, _, _ = small
+@pytest.mark.parametrize("mode", [SG_NS, CBOW_NS, SG_HS, CBOW_HS_NS], ids=mode_id)
+def test_subsampled_word_is_never_trained(small, mode):
+    vocab, ids, offsets, _, _, huffman = small
     dropped = 1
     sample_int = torch.full((vocab,), KEEP_ALL, dtype=torch.int64)
     sample_int[dropped] = 0
     counts = np.ones(vocab)
     counts[dropped] = 0  # zero mass: never drawn as a negative either
     cum_table = torch.from_numpy(np.cumsum(counts).astype(np.int64) * 1000)
-    syn0, syn1 = init_vectors(vocab, 16)
+    syn0, syn1neg, syn1 = start_vectors(vocab, 16, mode)
+    syn1neg.zero_()
     syn0_init = syn0.clone()
     assert (ids == dropped).sum() > 5
-    stats = run_op(syn0, syn1, ids, offsets, sample_int, cum_table, window=5, negative=4)
+    stats = run_op(
+        syn0,
+        syn1neg,
+        ids,
+        offsets,
+        sample_int,
+        cum_table,
+        syn1=syn1,
+        huffman=huffman,
+        mode=mode,
+        window=5,
+    )
     assert stats.words == int((ids != dropped).sum())
     assert torch.equal(syn0[dropped], syn0_init[dropped])
-    assert not syn1[dropped].any()
+    if mode.negative:
+        assert not syn1neg[dropped].any()
     # every other word that occurs was trained
     seen = torch.unique(ids[ids != dropped]).long()
     assert not torch.isclose(syn0[seen], syn0_init[seen]).all(dim=1).any()
 
 
-def test_learns_planted_clusters_with_two_workers():
-    """Two clusters of 50 words that only co-occur within their cluster."""
+@pytest.mark.parametrize("mode", [SG_NS, CBOW_NS, CBOW_NS_SUM, SG_HS, CBOW_HS], ids=mode_id)
+def test_learns_planted_clusters_with_two_workers(mode):
+    """Two clusters of 50 words that only co-occur within their cluster: after 3 epochs each
+    word's nearest neighbours are words of its own cluster."""
     rng = np.random.default_rng(0)
     vocab, dim, per = 100, 32, 50
     lengths = rng.integers(8, 20, 4000)
@@ -407,12 +786,30 @@ def test_learns_planted_clusters_with_two_workers():
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     assert len(ids) > 50_000
     counts = np.bincount(ids, minlength=vocab)
+    points, codes, path_lengths = huffman_tables(counts)
     tables = SamplingTables(
-        torch.full((vocab,), KEEP_ALL, dtype=torch.int64), unigram_cum_table(counts)
+        torch.full((vocab,), KEEP_ALL, dtype=torch.int64),
+        unigram_cum_table(counts),
+        points,
+        codes,
+        path_lengths,
     )
-    syn0, syn1 = init_vectors(vocab, dim)
+    syn0, syn1neg = init_vectors(vocab, dim)
+    config = EngineConfig(
+        window=5,
+        negative=mode.negative,
+        workers=2,
+        seed=3,
+        sg=mode.sg,
+        hs=mode.hs,
+        cbow_mean=mode.cbow_mean,
+    )
     engine = compiled.CompiledEngine(
-        syn0, syn1, tables, EngineConfig(window=5, negative=5, workers=2, seed=3)
+        syn0,
+        syn1neg if mode.negative else syn1neg[:0],
+        tables,
+        config,
+        syn1=torch.zeros(vocab, dim) if mode.hs else None,
     )
     ids_t, offsets_t = torch.from_numpy(ids), torch.from_numpy(offsets)
     total = ChunkStats()
@@ -421,7 +818,8 @@ def test_learns_planted_clusters_with_two_workers():
             ids_t, offsets_t, 0.025 * (1 - epoch / 3), 0.025 * (1 - (epoch + 1) / 3) + 1e-4
         )
     assert total.words == 3 * len(ids)
-    unit = torch.nn.functional.normalize(syn0, dim=1)
+    # cosines around the mean vector: CBOW with the sum gives every word a common part
+    unit = torch.nn.functional.normalize(syn0 - syn0.mean(dim=0), dim=1)
     cos = unit @ unit.T
     same = torch.zeros(vocab, vocab, dtype=torch.bool)
     same[:per, :per] = same[per:, per:] = True
@@ -429,36 +827,86 @@ def test_learns_planted_clusters_with_two_workers():
     within = cos[same & off_diagonal].mean().item()
     across = cos[~same].mean().item()
     assert within > across + 0.3, (within, across)
+    # each word's 10 nearest neighbours (itself left out) are from its own cluster
+    neighbours = cos.masked_fill(~off_diagonal, -2).topk(10, dim=1).indices  # (V, 10)
+    own = same.gather(1, neighbours).float().mean().item()
+    assert own > 0.95, own
 
 
-def test_loss_is_positive_and_decreases(small):
-    vocab, ids, offsets, sample_int, cum_table = small
-    tables = SamplingTables(sample_int, cum_table)
-    syn0, syn1 = init_vectors(vocab, 16)
+@pytest.mark.parametrize("mode", [SG_NS, CBOW_NS, SG_HS, CBOW_HS_NS], ids=mode_id)
+def test_loss_is_positive_and_decreases(small, mode):
+    vocab, ids, offsets, sample_int, cum_table, huffman = small
+    tables = SamplingTables(sample_int, cum_table, *huffman)
+    syn0, syn1neg = init_vectors(vocab, 16)
+    syn1 = torch.zeros(vocab, 16) if mode.hs else None
+    config = EngineConfig(
+        window=3,
+        negative=mode.negative,
+        workers=1,
+        seed=2,
+        compute_loss=True,
+        sg=mode.sg,
+        hs=mode.hs,
+        cbow_mean=mode.cbow_mean,
+    )
     engine = compiled.CompiledEngine(
-        syn0,
-        syn1,
-        tables,
-        EngineConfig(window=3, negative=4, workers=1, seed=2, compute_loss=True),
+        syn0, syn1neg if mode.negative else syn1neg[:0], tables, config, syn1=syn1
     )
     per_pair = []
     for _ in range(15):
         stats = engine.train_chunk(ids, offsets, 0.05, 0.05)
         assert math.isfinite(stats.loss) and stats.loss > 0
         per_pair.append(stats.loss / stats.pairs)
-    # at the start every pair costs about (1 + K) * log 2 (all scores near 0)
-    assert per_pair[0] == pytest.approx(5 * math.log(2), rel=0.1)
-    assert per_pair[-1] < 0.9 * per_pair[0]
+    # at the start every output vector is 0: each prediction costs log 2 per target, i.e. 1 + K
+    # for NS and the center's path length for HS
+    keep = sample_int[ids.long()].double() / KEEP_ALL  # subsampling drops short paths more
+    path = (huffman[2][ids.long()] * keep).sum().item() / keep.sum().item()
+    targets = (1 + mode.negative if mode.negative else 0) + (path if mode.hs else 0)
+    assert per_pair[0] == pytest.approx(targets * math.log(2), rel=0.1)
+    # on this structureless corpus NS learns to tell the center from the negatives; a Huffman
+    # code is already about as short as the unigram entropy, so HS has less to gain
+    assert per_pair[-1] < (0.9 if not mode.hs else 0.99) * per_pair[0]
     assert np.mean(per_pair[-3:]) < np.mean(per_pair[3:6]) < np.mean(per_pair[:3])
     # without compute_loss the loss is not summed
     engine_no_loss = compiled.CompiledEngine(
-        syn0, syn1, tables, EngineConfig(window=3, negative=4, seed=2, compute_loss=False)
+        syn0,
+        syn1neg if mode.negative else syn1neg[:0],
+        tables,
+        EngineConfig(**{**config.__dict__, "compute_loss": False}),
+        syn1=syn1,
     )
     assert engine_no_loss.train_chunk(ids, offsets, 0.05, 0.05).loss == 0.0
 
 
+def test_hs_loss_starts_at_path_length_times_log_2():
+    """With syn1 = 0 every node scores 0 and costs log 2 until it is trained: a one-sentence
+    chunk whose words' paths share no node costs sum(path lengths) * log 2 in CBOW."""
+    counts = np.array([8, 4, 2, 1])  # paths: 0 -> [2], 1 -> [2, 1], 2, 3 -> [2, 1, 0]
+    points, codes, lengths = huffman_tables(counts)
+    ids = torch.tensor([3, 0], dtype=torch.int32)  # paths [2, 1, 0] and [2]: they share 2
+    syn0, _ = init_vectors(4, 8)
+    stats = run_op(
+        syn0,
+        torch.zeros(0, 8),
+        ids,
+        torch.tensor([0, 2]),
+        torch.full((4,), KEEP_ALL),
+        torch.zeros(4, dtype=torch.int64),
+        syn1=torch.zeros(4, 8),
+        huffman=(points, codes, lengths),
+        mode=CBOW_HS,
+        window=1,
+        shrink=False,
+    )
+    assert lengths.tolist() == [1, 2, 3, 3]
+    # the first center's 3 nodes cost log 2 each; the second's shared node 2 has moved
+    assert stats.pairs == 2
+    assert stats.loss == pytest.approx(4 * math.log(2), abs=0.01)
+    assert stats.loss != pytest.approx(4 * math.log(2), abs=1e-9)
+
+
 def test_empty_chunk(small):
-    vocab, _, _, sample_int, cum_table = small
+    vocab, _, _, sample_int, cum_table, _ = small
     syn0, syn1 = init_vectors(vocab, 8)
     stats = run_op(
         syn0,
@@ -472,6 +920,16 @@ def test_empty_chunk(small):
     assert stats == ChunkStats(words=0, loss=0.0, pairs=0)
 
 
+def _bad_huffman(index: int, value: int):
+    def change(a):
+        tables = list(a["huffman"])
+        tables[index] = tables[index].clone()
+        tables[index].view(-1)[0] = value
+        return {**a, "huffman": tuple(tables)}
+
+    return change
+
+
 @pytest.mark.parametrize(
     "change,match",
     [
@@ -482,64 +940,78 @@ def test_empty_chunk(small):
         (lambda a: {**a, "ids": a["ids"].clone().fill_(-1)}, "out of range"),
         (lambda a: {**a, "syn0": a["syn0"].double()}, "float32"),
         (lambda a: {**a, "syn0": a["syn0"].t().contiguous().t()}, "contiguous"),
-        (lambda a: {**a, "syn1": a["syn1"][:-1]}, "same shape"),
+        (lambda a: {**a, "syn1neg": a["syn1neg"][:-1]}, "syn1neg must be"),
+        (lambda a: {**a, "syn1": a["syn1"][:, :-1]}, "syn1 must be"),
         (lambda a: {**a, "cum_table": a["cum_table"][:-1]}, "cum_table"),
         (lambda a: {**a, "cum_table": a["cum_table"].flip(0)}, "non-decreasing"),
         (lambda a: {**a, "window": 0}, "window"),
         (lambda a: {**a, "workers": 0}, "workers"),
+        (lambda a: {**a, "mode": Mode(negative=0)}, "nothing to train"),
+        (_bad_huffman(0, 40), "points"),
+        (_bad_huffman(1, 2), "codes"),
+        (_bad_huffman(2, 99), "lengths"),
+        (lambda a: {**a, "huffman": (a["huffman"][0][:, :-1],) + a["huffman"][1:]}, "codes"),
+        (lambda a: {**a, "huffman": a["huffman"][:2] + (a["huffman"][2][:-1],)}, "lengths"),
     ],
 )
 def test_bad_inputs_raise(small, change, match):
-    vocab, ids, offsets, sample_int, cum_table = small
-    syn0, syn1 = init_vectors(vocab, 8)
+    vocab, ids, offsets, sample_int, cum_table, huffman = small
+    syn0, syn1neg, syn1 = start_vectors(vocab, 8, SG_HS_NS)
     args = dict(
         syn0=syn0,
+        syn1neg=syn1neg,
         syn1=syn1,
+        huffman=huffman,
         ids=ids,
         offsets=offsets,
         sample_int=sample_int,
         cum_table=cum_table,
         window=3,
         workers=1,
+        mode=SG_HS_NS,
     )
-    args = change(args)
     with pytest.raises(RuntimeError, match=match):
-        compiled.load_op()(
-            args["syn0"],
-            args["syn1"],
-            args["ids"],
-            args["offsets"],
-            args["sample_int"],
-            args["cum_table"],
-            args["window"],
-            3,
-            True,
-            0.025,
-            0.0001,
-            1,
-            args["workers"],
-            False,
-        )
+        run_op(**change(args))
 
 
 def test_engine_rejects_bad_tensors(small):
-    vocab, _, _, sample_int, cum_table = small
+    vocab, _, _, sample_int, cum_table, huffman = small
     tables = SamplingTables(sample_int, cum_table)
+    hs_tables = SamplingTables(sample_int, cum_table, *huffman)
     syn0, syn1 = init_vectors(vocab, 8)
     config = EngineConfig(window=3, negative=3)
+    hs_only = EngineConfig(window=3, negative=0, hs=True)
     with pytest.raises(ValueError, match="float32"):
         compiled.CompiledEngine(syn0.double(), syn1, tables, config)
     with pytest.raises(ValueError, match="same shape"):
         compiled.CompiledEngine(syn0, syn1[:-1], tables, config)
     with pytest.raises(ValueError, match="contiguous"):
         compiled.CompiledEngine(syn0.t(), syn1.t(), tables, config)
+    with pytest.raises(ValueError, match="nothing to train"):
+        compiled.CompiledEngine(syn0, syn1[:0], tables, EngineConfig(window=3, negative=0))
+    with pytest.raises(ValueError, match="needs syn1"):
+        compiled.CompiledEngine(syn0, syn1[:0], hs_tables, hs_only)
+    with pytest.raises(ValueError, match="syn0 and syn1 must have the same shape"):
+        compiled.CompiledEngine(syn0, syn1[:0], hs_tables, hs_only, syn1=syn1[:, :4].clone())
+    with pytest.raises(ValueError, match="tables.points"):
+        compiled.CompiledEngine(syn0, syn1[:0], tables, hs_only, syn1=syn1)
+    bad_paths = SamplingTables(sample_int, cum_table, huffman[0][:-1], huffman[1], huffman[2])
+    with pytest.raises(ValueError, match=r"\(V, L\)"):
+        compiled.CompiledEngine(syn0, syn1[:0], bad_paths, hs_only, syn1=syn1)
+    # HS alone: syn1neg may be (0, d); the tables are converted to the op's dtypes once
+    engine = compiled.CompiledEngine(syn0, syn1[:0], hs_tables, hs_only, syn1=syn1.clone())
+    assert (engine.points.dtype, engine.codes.dtype, engine.lengths.dtype) == (
+        torch.int32,
+        torch.uint8,
+        torch.int32,
+    )
 
 
 def test_op_releases_the_gil(small):
     """A Python thread keeps running while the op trains in another thread."""
     import threading
 
-    vocab, _, _, sample_int, cum_table = small
+    vocab, _, _, sample_int, cum_table, _ = small
     rng = np.random.default_rng(0)
     ids, offsets = random_chunk(rng, vocab, 30_000, 5, 30)
     syn0, syn1 = init_vectors(vocab, 64)
@@ -547,7 +1019,7 @@ def test_op_releases_the_gil(small):
     ticks = 0
 
     def train():
-        run_op(syn0, syn1, ids, offsets, sample_int, cum_table, window=5, negative=5)
+        run_op(syn0, syn1, ids, offsets, sample_int, cum_table, window=5, mode=Mode(5))
         done.set()
 
     thread = threading.Thread(target=train)

@@ -202,18 +202,9 @@ def test_numpy_integer_settings_can_be_saved(small_corpus, tmp_path):
 # ---------------------------------------------------------------- settings and errors
 
 
-def test_cbow_and_hierarchical_softmax_are_not_implemented():
-    with pytest.raises(NotImplementedError, match="sg=1"):
-        torchw2v.Word2Vec(device="cpu")  # gensim's default sg=0
-    with pytest.raises(NotImplementedError, match="hs=0"):
-        torchw2v.Word2Vec(sg=1, hs=1, device="cpu")
-
-
-def test_online_vocabulary_update_is_not_implemented(small_corpus):
-    model = make(min_count=3)
-    model.build_vocab(small_corpus)
-    with pytest.raises(NotImplementedError, match="update"):
-        model.build_vocab(small_corpus, update=True)
+def test_no_objective_is_rejected():
+    with pytest.raises(ValueError, match="negative > 0.*hs=1"):
+        torchw2v.Word2Vec(sg=1, hs=0, negative=0, device="cpu")
 
 
 @pytest.mark.parametrize(

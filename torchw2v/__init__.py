@@ -2,6 +2,7 @@
 
 from gensim.models.word2vec import LineSentence, PathLineSentences, Text8Corpus
 
+from .compare import ComparisonResult, compare
 from .corpus import CorpusFile
 from .model import SkipGramNS
 from .word2vec import Word2Vec
@@ -9,6 +10,7 @@ from .word2vec import Word2Vec
 __version__ = "0.1.0"
 
 __all__ = [
+    "ComparisonResult",
     "CorpusFile",
     "LineSentence",
     "PathLineSentences",
@@ -16,4 +18,5 @@ __all__ = [
     "Text8Corpus",
     "Word2Vec",
     "__version__",
+    "compare",
 ]

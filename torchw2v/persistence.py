@@ -84,3 +84,31 @@ def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
             f"{path!r} was written by a newer torchw2v (format {meta['version']}); upgrade torchw2v"
         )
     return meta, arrays
+
+
+def is_pickle(path: str | Path) -> bool:
+    """Whether ``path`` starts like a pickle (as gensim's ``save`` writes), not a zip archive."""
+    path = str(path)
+    if "://" not in path and not os.path.isfile(path):
+        return False
+    with smart_open(path, "rb", compression="disable") as src:
+        return src.read(1) == b"\x80"
+
+
+def exists(path: str | Path) -> bool:
+    """Whether a local or remote ``path`` exists."""
+    path = str(path)
+    if "://" not in path:
+        return os.path.exists(path)
+    try:
+        with smart_open(path, "rb"):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def remove(path: str | Path) -> None:
+    """Delete a local file if it exists (remote objects are left alone)."""
+    path = str(path)
+    if "://" not in path and os.path.exists(path):
+        os.remove(path)

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,6 +47,15 @@ class EpochReport:
     raw_words: int
     stats: ChunkStats
     seconds: float
+
+
+@dataclass
+class Position:
+    """Where training stands: the next chunk of an epoch, and that epoch's totals so far."""
+
+    epoch: int = 0
+    chunk: int = 0
+    stats: ChunkStats = field(default_factory=ChunkStats)
 
 
 def chunk_bounds(offsets: np.ndarray, chunk_words: int) -> np.ndarray:
@@ -97,27 +106,35 @@ class Trainer:
         on_epoch_begin: Callable[[int], None],
         on_epoch_end: Callable[[EpochReport], None],
         report_delay: float = 1.0,
+        start: Position | None = None,
+        on_chunk_end: Callable[[Position], None] | None = None,
     ) -> list[EpochReport]:
-        """Train all epochs; call the hooks around each one."""
+        """Train all epochs from ``start`` (default: the beginning); call the hooks around
+        each epoch, and ``on_chunk_end`` with the position after each chunk."""
+        start = start or Position()
         total = max(self.corpus.ids.size, 1)
         reports = []
         with tqdm(
             total=total * schedule.epochs,
+            initial=total * start.epoch,
             unit="w",
             unit_scale=True,
             disable=not sys.stderr.isatty(),
             desc="training",
         ) as bar:
-            for epoch in range(schedule.epochs):
+            for epoch in range(start.epoch, schedule.epochs):
                 on_epoch_begin(epoch)
                 started = last_log = time.perf_counter()
-                stats = ChunkStats()
-                for ids, offsets, start in self.chunks():
-                    end = start + ids.numel()
+                resumed = epoch == start.epoch
+                stats = start.stats if resumed else ChunkStats()
+                for index, (ids, offsets, start_word) in enumerate(self.chunks()):
+                    if resumed and index < start.chunk:
+                        continue
+                    end = start_word + ids.numel()
                     stats += self.engine.train_chunk(
                         ids,
                         offsets,
-                        schedule.alpha(epoch, start / total),
+                        schedule.alpha(epoch, start_word / total),
                         schedule.alpha(epoch, end / total),
                     )
                     bar.update(ids.numel())
@@ -131,6 +148,8 @@ class Trainer:
                             100 * end / total,
                             end / (last_log - started),
                         )
+                    if on_chunk_end is not None:
+                        on_chunk_end(Position(epoch, index + 1, stats))
                 report = EpochReport(
                     epoch, self.corpus.raw_words, stats, time.perf_counter() - started
                 )

@@ -155,3 +155,71 @@ def negative_cum_table(
         return np.zeros(0, dtype=np.uint32)
     cumulative = np.cumsum(counts.astype(np.float64) ** float(ns_exponent))
     return np.round(cumulative / cumulative[-1] * domain).astype(np.uint32)
+
+
+def extend_vocabulary(
+    old: Vocabulary,
+    raw_words: list[str],
+    raw_counts: np.ndarray,
+    *,
+    sample: float,
+    ns_exponent: float,
+    trim_rule: Callable | None = None,
+) -> tuple[Vocabulary, np.ndarray]:
+    """Add a new corpus's words to ``old``, as gensim's ``build_vocab(update=True)`` does.
+
+    New words passing ``old.effective_min_count`` (or ``trim_rule``) are appended in order of
+    first occurrence; every known word's count grows by its count in the new corpus. Like
+    gensim, the subsampling thresholds of the words kept from the new corpus are recomputed
+    from the new corpus's counts alone; the others keep theirs.
+
+    Returns
+    -------
+    (Vocabulary, numpy.ndarray)
+        The extended vocabulary and the int32 map from raw word index to final id (-1: dropped).
+    """
+    raw_counts = np.asarray(raw_counts, dtype=np.int64)
+    index = {word: i for i, word in enumerate(old.words)}
+    remap = np.array([index.get(word, -1) for word in raw_words], dtype=np.int32)
+    kept = kept_word_indices(raw_words, raw_counts, old.effective_min_count, trim_rule)
+    new = kept[remap[kept] < 0]
+    remap[new] = np.arange(len(old), len(old) + len(new), dtype=np.int32)
+
+    counts = np.concatenate([old.counts, np.zeros(len(new), dtype=np.int64)])
+    known = remap >= 0
+    counts[remap[known]] += raw_counts[known]
+    sample_int = np.concatenate([old.sample_int, np.zeros(len(new), dtype=np.uint32)])
+    sample_int[remap[kept]] = subsample_thresholds(raw_counts[kept], sample)
+    logger.info(
+        "added %i new unique words and increased the count of %i pre-existing words",
+        len(new),
+        len(kept) - len(new),
+    )
+    vocab = Vocabulary(
+        words=old.words + [raw_words[i] for i in new],
+        counts=counts,
+        sample_int=sample_int,
+        cum_table=negative_cum_table(counts, ns_exponent),
+        effective_min_count=old.effective_min_count,
+    )
+    return vocab, remap
+
+
+def huffman_paths(codes: list[np.ndarray], points: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Pack per-word Huffman codes and points (as gensim stores them) into padded arrays.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        ``points`` ``(V, L)`` int64, ``codes`` ``(V, L)`` uint8 (both zero-padded to the
+        deepest word's ``L``) and ``lengths`` ``(V,)`` int64.
+    """
+    lengths = np.array([len(c) for c in codes], dtype=np.int64)
+    depth = int(lengths.max(initial=0))
+    padded_points = np.zeros((len(codes), depth), dtype=np.int64)
+    padded_codes = np.zeros((len(codes), depth), dtype=np.uint8)
+    mask = np.arange(depth) < lengths[:, None]
+    if depth:
+        padded_points[mask] = np.concatenate(points)
+        padded_codes[mask] = np.concatenate(codes)
+    return padded_points, padded_codes, lengths

@@ -2,7 +2,7 @@
 
 The product is ``model.wv``, a real :class:`gensim.models.KeyedVectors`: similarity
 queries, evaluations and ``save_word2vec_format`` are gensim's own. Training state
-(``syn1neg``, ``cum_table``) lives on the model, as in gensim.
+(``syn1neg``, ``syn1``, ``cum_table``) lives on the model, as in gensim.
 
 Examples
 --------
@@ -18,21 +18,38 @@ import logging
 import math
 import numbers
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from gensim.models import KeyedVectors
+from gensim.models import Word2Vec as _GensimWord2Vec
 from gensim.models.callbacks import CallbackAny2Vec
+from gensim.models.word2vec import _assign_binary_codes
 
 from . import persistence
 from .corpus import EncodedCorpus, as_sentences, encode, scan
-from .engines import ENGINES, EngineConfig, SamplingTables, create_engine, resolve_device
+from .engines import (
+    ENGINES,
+    ChunkStats,
+    Engine,
+    EngineConfig,
+    SamplingTables,
+    create_engine,
+    resolve_device,
+)
+from .engines.lockf import LockedRows
 from .model import SkipGramNS
-from .trainer import EpochReport, Schedule, Trainer
-from .vocab import Vocabulary, build_vocabulary
+from .trainer import EpochReport, Position, Schedule, Trainer
+from .vocab import (
+    Vocabulary,
+    build_vocabulary,
+    extend_vocabulary,
+    huffman_paths,
+    negative_cum_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +80,16 @@ SETTINGS = (
     "max_final_vocab",
     "shrink_windows",
     "engine",
+)
+# Training progress saved with a model, so that training can continue where it stopped.
+STATE = (
+    "corpus_count",
+    "corpus_total_words",
+    "effective_min_count",
+    "train_count",
+    "total_train_time",
+    "running_training_loss",
+    "min_alpha_yet_reached",
 )
 
 
@@ -97,15 +124,18 @@ class Word2Vec:
     min_alpha : float
         Learning rate reached at the end of training (linear decay from ``alpha``).
     sg : {0, 1}
-        1 for skip-gram. CBOW (0, gensim's default) is not implemented yet.
+        1 for skip-gram, 0 for CBOW (gensim's default).
     hs : {0, 1}
-        1 for hierarchical softmax; not implemented yet.
+        1 for hierarchical softmax (over gensim's Huffman tree), alone or with ``negative``.
     negative : int
-        Number of negative samples per center word.
+        Number of negative samples per center word; 0 for none (then ``hs=1`` is needed).
     ns_exponent : float
         Exponent of the unigram distribution negatives are drawn from.
-    cbow_mean, hashfxn, null_word
-        Accepted for gensim compatibility; used by CBOW, which is not implemented yet.
+    cbow_mean : {0, 1}
+        CBOW only: 1 to average the context vectors, 0 to sum them.
+    hashfxn, null_word
+        Accepted for gensim compatibility: vectors are initialised from ``seed`` as gensim 4
+        does (``hashfxn`` is unused there too), and no null word is added.
     epochs : int
         Passes over the corpus.
     trim_rule : callable, optional
@@ -128,8 +158,9 @@ class Word2Vec:
     device : str or torch.device, optional
         ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Default: CUDA when available, else CPU.
     engine : {"auto", "torch", "compiled"}
-        Training engine: ``"compiled"`` is a C++ op for CPU, ``"torch"`` vectorised torch
-        ops for any device; ``"auto"`` picks the compiled op on CPU when it builds.
+        Training engine: ``"compiled"`` is a C++ op on CPU and a fused Triton kernel on
+        CUDA, ``"torch"`` vectorised torch ops for any device; ``"auto"`` picks the compiled
+        engine when it is available for the device and settings, else ``"torch"``.
     """
 
     def __init__(
@@ -195,6 +226,7 @@ class Word2Vec:
         self.wv = KeyedVectors(vector_size)
         self.wv.vectors_lockf = np.ones(1, dtype=np.float32)
         self.syn1neg = np.zeros((0, vector_size), dtype=np.float32)
+        self.syn1 = np.zeros((0, vector_size), dtype=np.float32)
         self.cum_table = np.zeros(0, dtype=np.uint32)
         self.corpus_count = 0
         self.corpus_total_words = 0
@@ -246,14 +278,11 @@ class Word2Vec:
                 f"alpha must be > 0 and min_alpha, sample >= 0; got alpha={self.alpha}, "
                 f"min_alpha={self.min_alpha}, sample={self.sample}"
             )
-        if not self.sg:
-            raise NotImplementedError("CBOW (sg=0) is not implemented yet; pass sg=1 for skip-gram")
-        if self.hs:
-            raise NotImplementedError(
-                "hierarchical softmax (hs=1) is not implemented yet; pass hs=0, negative=5"
+        if not self.negative and not self.hs:
+            raise ValueError(
+                "nothing to train with negative=0 and hs=0: set negative > 0 (negative "
+                "sampling), hs=1 (hierarchical softmax), or both"
             )
-        if not self.negative:
-            raise ValueError("negative must be >= 1: negative sampling is the training objective")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
@@ -269,7 +298,7 @@ class Word2Vec:
         trim_rule: Callable | None = None,
         **kwargs: Any,
     ) -> None:
-        """Build the vocabulary from a corpus and reset the weights.
+        """Build the vocabulary from a corpus and initialise the weights.
 
         The corpus is read once; its encoded form is kept so that ``train`` on the same
         corpus does not read it again.
@@ -281,7 +310,9 @@ class Word2Vec:
         corpus_file : str or pathlib.Path, optional
             A LineSentence-format file (local, compressed or remote).
         update : bool
-            Online vocabulary update; not implemented yet.
+            Online training: add the corpus's new words (those reaching the model's
+            effective ``min_count`` in it) to the vocabulary with fresh vectors, keeping
+            every trained vector, and add the corpus's counts to the known words.
         progress_per : int
             Log progress every this many sentences.
         keep_raw_vocab, **kwargs
@@ -293,55 +324,134 @@ class Word2Vec:
         ------
         ValueError
             No word of the corpus survives ``min_count``.
+        RuntimeError
+            ``update=True`` on a model without a vocabulary.
         """
-        if update:
-            raise NotImplementedError("online vocabulary updates (update=True) are not built yet")
         sentences = as_sentences(corpus_iterable, corpus_file)
         scanned = scan(sentences, self.max_vocab_size, trim_rule, progress_per)
+        remap = self._install_counts(scanned.words, scanned.counts, update, trim_rule)
         self.corpus_count = scanned.corpus.sentences
         self.corpus_total_words = scanned.corpus.raw_words
-        vocab, remap = build_vocabulary(
-            scanned.words,
-            scanned.counts,
-            min_count=self.min_count,
-            sample=self.sample,
-            ns_exponent=self.ns_exponent,
-            max_final_vocab=self.max_final_vocab,
-            trim_rule=trim_rule,
-            sorted_vocab=bool(self.sorted_vocab),
-        )
-        if not len(vocab):
-            raise ValueError(
-                f"the vocabulary is empty: none of the {len(scanned.words)} distinct words of "
-                f"the corpus ({scanned.corpus.raw_words} tokens) occurs min_count="
-                f"{vocab.effective_min_count} times; lower min_count or train on more text"
-            )
-        self._set_vocabulary(vocab)
         self._cache = (_source_key(corpus_iterable, corpus_file), scanned.corpus.remapped(remap))
 
-    def _set_vocabulary(self, vocab: Vocabulary) -> None:
-        """Install ``vocab`` in ``wv`` and initialise the weights as gensim does."""
+    def build_vocab_from_freq(
+        self,
+        word_freq: Mapping[str, int],
+        keep_raw_vocab: bool = False,
+        corpus_count: int | None = None,
+        trim_rule: Callable | None = None,
+        update: bool = False,
+    ) -> None:
+        """Build (or, with ``update=True``, extend) the vocabulary from word counts.
+
+        Parameters
+        ----------
+        word_freq : mapping of str to int
+            Word counts, e.g. ``{"the": 2000, "cat": 20}``.
+        keep_raw_vocab
+            Accepted for gensim compatibility.
+        corpus_count : int, optional
+            Number of sentences the counts come from (gensim's ``corpus_count``).
+        trim_rule : callable, optional
+            Vocabulary trimming rule, see the class docstring.
+        update : bool
+            Extend the existing vocabulary, as ``build_vocab(..., update=True)``.
+        """
+        words = list(word_freq)
+        counts = np.fromiter((word_freq[w] for w in words), dtype=np.int64, count=len(words))
+        self._install_counts(words, counts, update, trim_rule)
+        self.corpus_count = corpus_count or 0
+        self._cache = None
+
+    def _install_counts(
+        self, words: list[str], counts: np.ndarray, update: bool, trim_rule: Callable | None
+    ) -> np.ndarray:
+        """Make the vocabulary from raw counts (or extend it); return the raw-to-id map."""
+        if update:
+            if not len(self.wv):
+                raise RuntimeError(
+                    "cannot update the vocabulary of a model that has none: call "
+                    "build_vocab(corpus) once without update=True first"
+                )
+            vocab, remap = extend_vocabulary(
+                self._vocabulary(),
+                words,
+                counts,
+                sample=self.sample,
+                ns_exponent=self.ns_exponent,
+                trim_rule=trim_rule,
+            )
+        else:
+            vocab, remap = build_vocabulary(
+                words,
+                counts,
+                min_count=self.min_count,
+                sample=self.sample,
+                ns_exponent=self.ns_exponent,
+                max_final_vocab=self.max_final_vocab,
+                trim_rule=trim_rule,
+                sorted_vocab=bool(self.sorted_vocab),
+            )
+        if not len(vocab):
+            raise ValueError(
+                f"the vocabulary is empty: none of the {len(words)} distinct words of the "
+                f"corpus ({int(counts.sum())} tokens) occurs min_count="
+                f"{vocab.effective_min_count} times; lower min_count or train on more text"
+            )
+        self._set_vocabulary(vocab, update)
+        return remap
+
+    def _vocabulary(self) -> Vocabulary:
+        """The current vocabulary, read back from ``wv`` and the model."""
+        return Vocabulary(
+            words=list(self.wv.index_to_key),
+            counts=self.wv.expandos["count"].astype(np.int64),
+            sample_int=self.wv.expandos["sample_int"].astype(np.uint32),
+            cum_table=self.cum_table,
+            effective_min_count=self.effective_min_count,
+        )
+
+    def _set_vocabulary(self, vocab: Vocabulary, update: bool = False) -> None:
+        """Install ``vocab`` in ``wv``; initialise the weights of new words as gensim does.
+
+        On an online ``update``, the words already known (the first ``len(wv)`` of
+        ``vocab``) keep their weights; otherwise all weights start afresh. New words get
+        gensim's seeded random input vectors and zero output vectors.
+        """
+        self._sync_to_host()
         wv = self.wv
-        wv.index_to_key = vocab.words
+        if not update:
+            wv.vectors = np.zeros((0, self.vector_size), dtype=np.float32)
+            wv.expandos = {}
+            self.syn1neg = self.syn1 = wv.vectors
+        wv.index_to_key = list(vocab.words)
         wv.key_to_index = {word: i for i, word in enumerate(vocab.words)}
-        wv.vectors = np.zeros((0, self.vector_size), dtype=np.float32)
         wv.allocate_vecattrs(attrs=["count", "sample_int"], types=[np.int64, np.uint32])
         wv.expandos["count"][:] = vocab.counts
         wv.expandos["sample_int"][:] = vocab.sample_int
         wv.resize_vectors(seed=self.seed)
-        self.syn1neg = np.zeros((len(vocab), self.vector_size), dtype=np.float32)
+        self.syn1neg = _grown(self.syn1neg, len(vocab) if self.negative else 0)
+        self.syn1 = _grown(self.syn1, len(vocab) if self.hs else 0)
+        if self.hs:
+            _assign_binary_codes(wv)
         self.cum_table = vocab.cum_table
         self.effective_min_count = vocab.effective_min_count
         self._bind_tensors()
 
     def _bind_tensors(self) -> None:
-        """Wrap the weights as torch tensors on ``self.device`` (sharing memory on CPU)."""
-        self.module = SkipGramNS(
-            len(self.wv),
-            self.vector_size,
-            torch.from_numpy(self.wv.vectors).to(self.device),
-            torch.from_numpy(self.syn1neg).to(self.device),
-        ).requires_grad_(False)
+        """Wrap the weights as torch tensors on ``self.device`` (sharing memory on CPU).
+
+        ``module`` is the skip-gram negative-sampling objective over ``wv.vectors`` and
+        ``syn1neg`` (``None`` when ``negative=0``).
+        """
+        self._syn0 = torch.from_numpy(self.wv.vectors).to(self.device)
+        self._syn1neg = torch.from_numpy(self.syn1neg).to(self.device)
+        self._syn1 = torch.from_numpy(self.syn1).to(self.device)
+        self.module = None
+        if self.negative:
+            self.module = SkipGramNS(
+                len(self.wv), self.vector_size, self._syn0, self._syn1neg
+            ).requires_grad_(False)
 
     # ------------------------------------------------------------------ training
 
@@ -359,6 +469,8 @@ class Word2Vec:
         report_delay: float = 1.0,
         compute_loss: bool = False,
         callbacks: Sequence[CallbackAny2Vec] = (),
+        checkpoint: str | Path | None = None,
+        checkpoint_every: float = 600.0,
         **kwargs: Any,
     ) -> tuple[int, int]:
         """Train the model on a corpus, as gensim's ``Word2Vec.train``.
@@ -381,6 +493,13 @@ class Word2Vec:
             Record the training loss.
         callbacks : sequence of CallbackAny2Vec, optional
             Replace the model's callbacks; by default those given before are kept.
+        checkpoint : str or pathlib.Path, optional
+            A file to save training progress to (weights, epoch and position), atomically,
+            every ``checkpoint_every`` seconds. If it exists when ``train`` starts, training
+            resumes from it, so running the same script again after a crash or a kill goes
+            on where the last checkpoint left off. It is deleted when ``train`` completes.
+        checkpoint_every : float
+            Seconds between checkpoints.
 
         Returns
         -------
@@ -391,6 +510,8 @@ class Word2Vec:
         ------
         RuntimeError
             The vocabulary has not been built.
+        ValueError
+            ``checkpoint`` exists but was written for another vocabulary, corpus or schedule.
         FloatingPointError
             Training diverged to NaN or infinity (lower ``alpha``).
         """
@@ -414,20 +535,10 @@ class Word2Vec:
         if not corpus.ids.size:
             raise ValueError("no word of the training corpus is in the vocabulary")
 
-        engine = create_engine(
-            self.engine,
-            self.module.input.weight.data,
-            self.module.output.weight.data,
-            self._sampling_tables(),
-            EngineConfig(
-                window=self.window,
-                negative=self.negative,
-                shrink_windows=self.shrink_windows,
-                workers=self.workers,
-                seed=self.seed + self.train_count,
-                compute_loss=compute_loss,
-            ),
-        )
+        schedule = Schedule(epochs, start_alpha, end_alpha)
+        start = self._resume(checkpoint, schedule, corpus) if checkpoint else None
+        resumed_chunks = start.epoch * 1_000_003 + start.chunk if start else 0
+        engine = self._make_engine(self.seed + self.train_count + resumed_chunks)
         logger.info(
             "training model with %i workers on %i vocabulary and %i features, using sg=%s "
             "hs=%s sample=%s negative=%s window=%s shrink_windows=%s on %s with the %s engine",
@@ -447,12 +558,17 @@ class Word2Vec:
         started = time.perf_counter()
         for callback in self.callbacks:
             callback.on_train_begin(self)
+        saver = checkpoint and _Checkpointer(self, checkpoint, checkpoint_every, schedule, corpus)
         reports = Trainer(engine, corpus, self.device).run(
-            Schedule(epochs, start_alpha, end_alpha),
+            schedule,
             on_epoch_begin=self._on_epoch_begin,
             on_epoch_end=lambda report: self._on_epoch_end(report, start_alpha),
             report_delay=report_delay,
+            start=start,
+            on_chunk_end=saver or None,
         )
+        if saver:
+            saver.remove()
         for callback in self.callbacks:
             callback.on_train_end(self)
         elapsed = time.perf_counter() - started
@@ -471,6 +587,55 @@ class Word2Vec:
         )
         return trained, raw
 
+    def _make_engine(self, seed: int) -> Engine:
+        """The training engine for this model's settings, device and weights."""
+        engine = create_engine(
+            self.engine,
+            self._syn0,
+            self._syn1neg,
+            self._sampling_tables(),
+            EngineConfig(
+                window=self.window,
+                negative=self.negative,
+                shrink_windows=self.shrink_windows,
+                workers=self.workers,
+                seed=seed,
+                compute_loss=self.compute_loss,
+                sg=bool(self.sg),
+                hs=bool(self.hs),
+                cbow_mean=bool(self.cbow_mean),
+            ),
+            syn1=self._syn1 if self.hs else None,
+        )
+        if (self.wv.vectors_lockf != 1).any():
+            engine = LockedRows(engine, self._syn0, torch.from_numpy(self.wv.vectors_lockf))
+        return engine
+
+    def _resume(
+        self, path: str | Path, schedule: Schedule, corpus: EncodedCorpus
+    ) -> Position | None:
+        """Load the weights and position of a checkpoint at ``path``, if there is one."""
+        if not persistence.exists(path):
+            return None
+        meta, arrays = persistence.read_model(path)
+        mark = meta.get("checkpoint")
+        expected = _checkpoint_key(self, schedule, corpus)
+        if mark is None or meta["words"] != self.wv.index_to_key or mark["key"] != expected:
+            raise ValueError(
+                f"checkpoint {str(path)!r} was written by another training run (other "
+                "vocabulary, corpus, settings or schedule); delete it to start afresh, or "
+                "pass another checkpoint path"
+            )
+        for name, value in meta["state"].items():
+            setattr(self, name, value)
+        for name, tensor in (("vectors", self._syn0), ("syn1neg", self._syn1neg)):
+            tensor.copy_(torch.from_numpy(arrays[name]))
+        self._syn1.copy_(torch.from_numpy(arrays["syn1"]))
+        self._sync_to_host()
+        position = Position(mark["epoch"], mark["chunk"], ChunkStats(**mark["stats"]))
+        logger.info("resuming from %s at epoch %i, chunk %i", path, mark["epoch"], mark["chunk"])
+        return position
+
     def _encoded(
         self, corpus_iterable: Iterable[list[str]] | None, corpus_file: str | Path | None
     ) -> EncodedCorpus:
@@ -482,11 +647,20 @@ class Word2Vec:
         return encode(as_sentences(corpus_iterable, corpus_file), self.wv.key_to_index)
 
     def _sampling_tables(self) -> SamplingTables:
+        """Subsampling thresholds, negative table and Huffman paths on the training device."""
+
+        def on_device(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array).to(self.device)
+
+        paths = (None, None, None)
+        if self.hs:
+            codes = self.wv.expandos["code"]
+            points = [p.astype(np.int64) for p in self.wv.expandos["point"]]
+            paths = tuple(on_device(a) for a in huffman_paths(list(codes), points))
         return SamplingTables(
-            sample_int=torch.from_numpy(self.wv.expandos["sample_int"].astype(np.int64)).to(
-                self.device
-            ),
-            cum_table=torch.from_numpy(self.cum_table.astype(np.int64)).to(self.device),
+            on_device(self.wv.expandos["sample_int"].astype(np.int64)),
+            on_device(self.cum_table.astype(np.int64)),
+            *paths,
         )
 
     def _on_epoch_begin(self, epoch: int) -> None:
@@ -506,10 +680,11 @@ class Word2Vec:
             callback.on_epoch_end(self)
 
     def _sync_to_host(self) -> None:
-        """Make ``wv.vectors`` and ``syn1neg`` match the device tensors."""
-        if self.device.type != "cpu":
-            np.copyto(self.wv.vectors, self.module.input.weight.data.cpu().numpy())
-            np.copyto(self.syn1neg, self.module.output.weight.data.cpu().numpy())
+        """Make ``wv.vectors``, ``syn1neg`` and ``syn1`` match the device tensors."""
+        if self.device.type != "cpu" and hasattr(self, "_syn0"):
+            np.copyto(self.wv.vectors, self._syn0.cpu().numpy())
+            np.copyto(self.syn1neg, self._syn1neg.cpu().numpy())
+            np.copyto(self.syn1, self._syn1.cpu().numpy())
         self.wv.norms = None  # gensim caches norms; they are stale now
 
     def get_latest_training_loss(self) -> float:
@@ -521,75 +696,273 @@ class Word2Vec:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, fname_or_handle: str | Path, **kwargs: Any) -> None:
-        """Save the whole model (settings, vocabulary, both weight matrices) atomically.
-
-        The file is an ``.npz`` archive with JSON metadata; loading it never runs code.
-        Callbacks, ``trim_rule`` and ``hashfxn`` are not saved.
-        """
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything needed to continue training: metadata and arrays."""
         self._sync_to_host()
         meta = {
             "settings": {name: getattr(self, name) for name in SETTINGS},
-            "state": {
-                "corpus_count": self.corpus_count,
-                "corpus_total_words": self.corpus_total_words,
-                "effective_min_count": self.effective_min_count,
-                "train_count": self.train_count,
-                "total_train_time": self.total_train_time,
-                "running_training_loss": self.running_training_loss,
-                "min_alpha_yet_reached": self.min_alpha_yet_reached,
-            },
-            "words": self.wv.index_to_key,
+            "state": {name: getattr(self, name) for name in STATE},
+            "words": list(self.wv.index_to_key),
         }
         arrays = {
             "vectors": self.wv.vectors,
             "syn1neg": self.syn1neg,
+            "syn1": self.syn1,
             "counts": self.wv.expandos["count"],
             "sample_int": self.wv.expandos["sample_int"],
             "cum_table": self.cum_table,
+            "vectors_lockf": self.wv.vectors_lockf,
         }
-        persistence.write_model(fname_or_handle, meta, arrays)
+        return meta, arrays
+
+    @classmethod
+    def _from_state(
+        cls,
+        meta: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        device: str | torch.device | None,
+        source: str,
+    ) -> Word2Vec:
+        """Rebuild a model from :meth:`_state`'s output, checking that the parts agree."""
+        model = cls(**meta["settings"], device=device)
+        for name, value in meta["state"].items():
+            setattr(model, name, value)
+        words, size = meta["words"], model.vector_size
+        expected = {
+            "vectors": (len(words), size),
+            "syn1neg": (len(words) if model.negative else 0, size),
+            "syn1": (len(words) if model.hs else 0, size),
+            "counts": (len(words),),
+            "sample_int": (len(words),),
+        }
+        for name, shape in expected.items():
+            if arrays[name].shape != shape:
+                raise ValueError(
+                    f"{source} is inconsistent: {name} has shape {arrays[name].shape}, "
+                    f"expected {shape} for {len(words)} words of {size} dimensions"
+                )
+        wv = model.wv
+        wv.index_to_key = list(words)
+        wv.key_to_index = {word: i for i, word in enumerate(words)}
+        wv.vectors = np.ascontiguousarray(arrays["vectors"], dtype=np.float32)
+        wv.vectors_lockf = np.ascontiguousarray(arrays["vectors_lockf"], dtype=np.float32)
+        wv.allocate_vecattrs(attrs=["count", "sample_int"], types=[np.int64, np.uint32])
+        wv.expandos["count"][:] = arrays["counts"]
+        wv.expandos["sample_int"][:] = arrays["sample_int"]
+        if model.hs:
+            _assign_binary_codes(wv)
+        model.syn1neg = np.ascontiguousarray(arrays["syn1neg"], dtype=np.float32)
+        model.syn1 = np.ascontiguousarray(arrays["syn1"], dtype=np.float32)
+        model.cum_table = np.asarray(arrays["cum_table"], dtype=np.uint32)
+        model._bind_tensors()
+        return model
+
+    def save(self, fname_or_handle: str | Path, **kwargs: Any) -> None:
+        """Save the whole model (settings, vocabulary, weights, training state) atomically.
+
+        The file is an ``.npz`` archive with JSON metadata; loading it never runs code.
+        Callbacks, ``trim_rule`` and ``hashfxn`` are not saved.
+        """
+        persistence.write_model(fname_or_handle, *self._state())
 
     @classmethod
     def load(
         cls, fname: str | Path, device: str | torch.device | None = None, **kwargs: Any
     ) -> Word2Vec:
-        """Load a model written by :meth:`save`, onto ``device`` (default: CUDA if available).
+        """Load a model written by :meth:`save`, or by gensim's ``Word2Vec.save``.
+
+        A gensim file is a pickle: it is read with gensim's own loader, which runs code from
+        the file, so load gensim files only from sources you trust. torchw2v's own files
+        never execute code.
+
+        Parameters
+        ----------
+        fname : str or pathlib.Path
+            The model file.
+        device : str or torch.device, optional
+            Where to train next; default CUDA when available.
 
         Raises
         ------
         FileNotFoundError, ValueError
-            Missing file; not a torchw2v model, or truncated or corrupted.
+            Missing file; not a model file, or truncated or corrupted.
         """
+        if persistence.is_pickle(fname):
+            return cls.from_gensim(_GensimWord2Vec.load(str(fname), **kwargs), device=device)
         meta, arrays = persistence.read_model(fname)
-        model = cls(**meta["settings"], device=device)
+        arrays.setdefault("syn1", np.zeros((0, meta["settings"]["vector_size"]), np.float32))
+        arrays.setdefault("vectors_lockf", np.ones(1, dtype=np.float32))
+        return cls._from_state(meta, arrays, device, repr(str(fname)))
+
+    def to_gensim(self) -> Any:
+        """A ``gensim.models.Word2Vec`` with this model's settings, vocabulary and weights.
+
+        gensim can go on training it (``train``) where this model stopped; the arrays are
+        copies.
+        """
+        meta, arrays = self._state()
+        settings = {k: v for k, v in meta["settings"].items() if k != "engine"}
+        model = _GensimWord2Vec(**settings, callbacks=self.callbacks)
         for name, value in meta["state"].items():
             setattr(model, name, value)
-        vectors, syn1neg = arrays["vectors"], arrays["syn1neg"]
-        if (
-            vectors.shape != (len(meta["words"]), model.vector_size)
-            or syn1neg.shape != vectors.shape
-        ):
-            raise ValueError(
-                f"{str(fname)!r} is inconsistent: array shapes do not match its vocabulary"
-            )
         wv = model.wv
-        wv.index_to_key = meta["words"]
+        wv.index_to_key = list(meta["words"])
         wv.key_to_index = {word: i for i, word in enumerate(wv.index_to_key)}
-        wv.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        wv.vectors = arrays["vectors"].copy()
+        wv.vectors_lockf = arrays["vectors_lockf"].copy()
         wv.allocate_vecattrs(attrs=["count", "sample_int"], types=[np.int64, np.uint32])
         wv.expandos["count"][:] = arrays["counts"]
         wv.expandos["sample_int"][:] = arrays["sample_int"]
-        model.syn1neg = np.ascontiguousarray(syn1neg, dtype=np.float32)
-        model.cum_table = arrays["cum_table"]
-        model._bind_tensors()
+        if self.hs:
+            _assign_binary_codes(wv)
+            model.syn1 = arrays["syn1"].copy()
+        if self.negative:
+            model.syn1neg = arrays["syn1neg"].copy()
+            model.cum_table = arrays["cum_table"].copy()
         return model
+
+    @classmethod
+    def from_gensim(cls, model: Any, device: str | torch.device | None = None) -> Word2Vec:
+        """A torchw2v model continuing from a trained (or vocabulary-built) gensim ``Word2Vec``.
+
+        Parameters
+        ----------
+        model : gensim.models.Word2Vec
+            The gensim model; its arrays are copied.
+        device : str or torch.device, optional
+            Where to train next; default CUDA when available.
+        """
+        wv, size = model.wv, model.vector_size
+        empty = np.zeros((0, size), dtype=np.float32)
+        settings = {name: getattr(model, name) for name in SETTINGS if hasattr(model, name)}
+        meta = {
+            "settings": settings,
+            "state": {name: _plain(getattr(model, name)) for name in STATE if hasattr(model, name)},
+            "words": list(wv.index_to_key),
+        }
+        arrays = {
+            "vectors": wv.vectors,
+            "syn1neg": getattr(model, "syn1neg", empty) if model.negative else empty,
+            "syn1": getattr(model, "syn1", empty) if model.hs else empty,
+            "counts": wv.expandos["count"],
+            "sample_int": wv.expandos["sample_int"],
+            "cum_table": getattr(model, "cum_table", None),
+            "vectors_lockf": getattr(wv, "vectors_lockf", np.ones(1, dtype=np.float32)),
+        }
+        if arrays["cum_table"] is None:  # gensim makes none without negative sampling
+            arrays["cum_table"] = negative_cum_table(arrays["counts"], model.ns_exponent)
+        arrays = {name: np.array(array) for name, array in arrays.items()}
+        return cls._from_state(meta, arrays, device, f"gensim model {model}")
+
+    # ------------------------------------------------------------------ gensim's own methods
+
+    @property
+    def layer1_size(self) -> int:
+        """Size of the output layers (gensim's name; equal to ``vector_size``)."""
+        return self.vector_size
+
+    def predict_output_word(
+        self, context_words_list: list[str], topn: int = 10
+    ) -> list[tuple[str, float]] | None:
+        """The ``topn`` most probable center words for a context (gensim's method, run as is).
+
+        Needs ``negative > 0``; see ``gensim.models.Word2Vec.predict_output_word``.
+        """
+        self._sync_to_host()
+        return _GensimWord2Vec.predict_output_word(self, context_words_list, topn=topn)
+
+    def score(
+        self, sentences: Iterable[list[str]], total_sentences: int = 1_000_000, **kwargs: Any
+    ):
+        """Log probability of each sentence under a hierarchical-softmax model (gensim's method).
+
+        Needs ``hs=1``; see ``gensim.models.Word2Vec.score``.
+        """
+        self._sync_to_host()
+        return _GensimWord2Vec.score(self, sentences, total_sentences, **kwargs)
+
+    def estimate_memory(self, vocab_size: int | None = None, report: dict | None = None) -> dict:
+        """Bytes the vocabulary and weights need, as gensim estimates them."""
+        return _GensimWord2Vec.estimate_memory(self, vocab_size, report)
+
+    def reset_from(self, other_model: Any) -> None:
+        """Take the vocabulary of ``other_model`` (torchw2v or gensim) and start new weights."""
+        words = list(other_model.wv.index_to_key)
+        counts = other_model.wv.expandos["count"].astype(np.int64)
+        vocab = Vocabulary(
+            words=words,
+            counts=counts,
+            sample_int=other_model.wv.expandos["sample_int"].astype(np.uint32),
+            cum_table=negative_cum_table(counts, self.ns_exponent),
+            effective_min_count=getattr(other_model, "effective_min_count", self.min_count),
+        )
+        self._set_vocabulary(vocab)
+        self.corpus_count = other_model.corpus_count
+        self.corpus_total_words = other_model.corpus_total_words
+        self._cache = None
 
     def __str__(self) -> str:
         return (
             f"{type(self).__name__}<vocab={len(self.wv.index_to_key)}, "
             f"vector_size={self.wv.vector_size}, alpha={self.alpha}>"
         )
+
+
+def _checkpoint_key(model: Word2Vec, schedule: Schedule, corpus: EncodedCorpus) -> dict:
+    """What must match for a checkpoint to belong to this training run."""
+    return {
+        "settings": {name: getattr(model, name) for name in SETTINGS},
+        "train_count": model.train_count,
+        "schedule": [schedule.epochs, schedule.start_alpha, schedule.end_alpha],
+        "corpus": [int(corpus.ids.size), int(corpus.offsets.size)],
+    }
+
+
+class _Checkpointer:
+    """Called after each chunk: saves the model and its position every ``every`` seconds."""
+
+    def __init__(
+        self,
+        model: Word2Vec,
+        path: str | Path,
+        every: float,
+        schedule: Schedule,
+        corpus: EncodedCorpus,
+    ):
+        self.model, self.path, self.every = model, path, every
+        self.key = _checkpoint_key(model, schedule, corpus)
+        self.last = time.monotonic()
+
+    def __call__(self, position: Position) -> None:
+        if time.monotonic() - self.last < self.every:
+            return
+        meta, arrays = self.model._state()
+        stats = vars(position.stats)
+        meta["checkpoint"] = {
+            "key": self.key,
+            "epoch": position.epoch,
+            "chunk": position.chunk,
+            "stats": stats,
+        }
+        persistence.write_model(self.path, meta, arrays)
+        self.last = time.monotonic()
+        logger.info("checkpoint written to %s (epoch %i)", self.path, position.epoch)
+
+    def remove(self) -> None:
+        """Training completed: the checkpoint is not needed any more."""
+        persistence.remove(self.path)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (so that metadata stays JSON)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _grown(weights: np.ndarray, rows: int) -> np.ndarray:
+    """``weights`` with zero rows appended up to ``rows`` (output layers start at zero)."""
+    grown = np.zeros((rows, weights.shape[1]), dtype=np.float32)
+    grown[: len(weights)] = weights[:rows]
+    return grown
 
 
 def _source_key(corpus_iterable: Any, corpus_file: str | Path | None) -> Any:

@@ -1,16 +1,29 @@
 """Training engines: the hot path, behind one small interface (see :mod:`.base`).
 
 - ``"torch"``: vectorised torch ops, any device (:mod:`.torch_engine`).
-- ``"compiled"``: a C++ op running Hogwild threads on CPU (:mod:`.compiled`).
-- ``"auto"``: the compiled op on CPU when it builds, else the torch engine.
+- ``"compiled"``: the fast engine of the device: on CPU a C++ op running Hogwild threads
+  (:mod:`.compiled`); on CUDA a fused Triton kernel, one launch per chunk
+  (:mod:`.triton_engine`, skip-gram negative sampling).
+- ``"auto"``: ``"compiled"`` when it is available for the device and the settings, else
+  ``"torch"`` (with one warning giving the reason when the compiled engine cannot be used).
+
+Setting the environment variable ``TORCHW2V_DISABLE_COMPILED`` (to anything but ``0``)
+turns off both compiled engines. ``import torchw2v`` never imports triton: it is imported
+the first time an engine is chosen for a CUDA device.
 """
 
 from __future__ import annotations
+
+import functools
+import logging
+import os
 
 import torch
 
 from .base import ChunkStats, Engine, EngineConfig, SamplingTables
 from .torch_engine import TorchEngine
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "compiled")
 
@@ -20,6 +33,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "SamplingTables",
+    "choose_engine",
     "create_engine",
     "resolve_device",
 ]
@@ -31,28 +45,105 @@ def create_engine(
     syn1neg: torch.Tensor,
     tables: SamplingTables,
     config: EngineConfig,
+    syn1: torch.Tensor | None = None,
 ) -> Engine:
-    """Build the engine called ``name`` for the device of ``syn0``.
+    """Build the engine called ``name`` for the device of ``syn0`` (see :func:`choose_engine`).
+
+    ``syn1`` holds the hierarchical-softmax output vectors when ``config.hs``.
 
     Raises
     ------
     ValueError
-        ``name`` is unknown, or ``"compiled"`` was asked for on a non-CPU device.
+        ``name`` is unknown, or ``"compiled"`` was asked for where no compiled engine trains
+        these settings on this device.
     RuntimeError
-        ``"compiled"`` was asked for and the C++ op cannot be built here.
+        ``"compiled"`` was asked for and the C++ op cannot be built (CPU), or triton cannot
+        be imported (CUDA).
+    """
+    kind = choose_engine(name, syn0.device, config)
+    if kind == "triton":
+        from .triton_engine import TritonEngine
+
+        return TritonEngine(syn0, syn1neg, tables, config, syn1=syn1)
+    if kind == "compiled":
+        from . import compiled
+
+        return compiled.CompiledEngine(syn0, syn1neg, tables, config, syn1=syn1)
+    return TorchEngine(syn0, syn1neg, tables, config, syn1=syn1)
+
+
+def choose_engine(name: str, device: torch.device, config: EngineConfig) -> str:
+    """Which engine ``name`` means on ``device``: ``"torch"``, ``"compiled"`` or ``"triton"``.
+
+    On CPU, ``"compiled"`` is the C++ op (``"auto"`` takes it when it builds). On CUDA it is
+    the fused Triton kernel, which trains skip-gram with negative sampling; ``"auto"`` takes
+    it for those settings when triton imports, and otherwise falls back to the torch engine
+    (with one warning naming the reason when triton is missing or disabled).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is unknown; or ``"compiled"`` on a device other than CPU and CUDA, or on
+        CUDA with settings the Triton kernel does not train (CBOW, hierarchical softmax).
+    RuntimeError
+        ``"compiled"`` on CUDA where triton cannot be imported or is disabled.
     """
     if name not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {name!r}")
-    on_cpu = syn0.device.type == "cpu"
-    if name == "compiled" and not on_cpu:
-        raise ValueError(f"the compiled engine runs on CPU only; got device {syn0.device}")
-    if name == "torch" or not on_cpu:
-        return TorchEngine(syn0, syn1neg, tables, config)
-    from . import compiled
+    if name == "torch":
+        return "torch"
+    if device.type == "cpu":
+        from . import compiled
 
-    if name == "compiled" or compiled.is_available():
-        return compiled.CompiledEngine(syn0, syn1neg, tables, config)
-    return TorchEngine(syn0, syn1neg, tables, config)
+        return "compiled" if name == "compiled" or compiled.is_available() else "torch"
+    if device.type != "cuda":
+        if name == "compiled":
+            raise ValueError(f"the compiled engines run on CPU or CUDA; got device {device}")
+        return "torch"
+    if not (config.sg and not config.hs and config.negative > 0):
+        if name == "compiled":
+            raise ValueError(
+                "the compiled CUDA engine (a Triton kernel) trains skip-gram with negative "
+                f"sampling only (sg=1, hs=0, negative>0), got sg={int(config.sg)}, "
+                f"hs={int(config.hs)}, negative={config.negative}; use engine='torch' or 'auto'"
+            )
+        return "torch"
+    reason = triton_unavailable_reason()
+    if reason is None:
+        return "triton"
+    if name == "compiled":
+        raise RuntimeError(
+            f"engine='compiled' on {device} runs a Triton kernel, but {reason}; install triton "
+            "(CUDA builds of torch bring it) or pass engine='torch'"
+        )
+    _warn_triton_fallback(reason)
+    return "torch"
+
+
+@functools.cache
+def triton_unavailable_reason() -> str | None:
+    """Why the Triton engine cannot run here, or ``None`` when it can. Never raises.
+
+    Imports triton on the first call (only then); the answer is kept for the process.
+    """
+    from .compiled import DISABLE_ENV
+
+    if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+        return f"it is disabled by the environment variable {DISABLE_ENV}"
+    try:
+        import triton  # noqa: F401
+    except Exception as err:  # ImportError, or a broken installation
+        return f"triton cannot be imported ({type(err).__name__}: {err})"
+    return None
+
+
+@functools.cache
+def _warn_triton_fallback(reason: str) -> None:
+    logger.warning(
+        "torchw2v: fused GPU engine unavailable (%s); falling back to the vectorised torch "
+        "engine, which is several times slower",
+        reason,
+    )
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -1,7 +1,8 @@
 """The contract every training engine meets.
 
-An engine owns the hot path: given a chunk of the encoded corpus it applies word2vec's
-skip-gram negative-sampling SGD update to the embedding tensors in place. The trainer
+An engine owns the hot path: given a chunk of the encoded corpus it applies word2vec's SGD
+update (skip-gram or CBOW; negative sampling, hierarchical softmax or both) to the embedding
+tensors in place. The trainer
 decides chunks, learning rates and epochs; the engine never sees a string or an epoch.
 """
 
@@ -30,7 +31,15 @@ class EngineConfig:
     seed : int
         Seed of the engine's random streams (subsampling, windows, negatives).
     compute_loss : bool
-        Whether ``train_chunk`` also sums the SGNS loss.
+        Whether ``train_chunk`` also sums the loss.
+    sg : bool
+        Skip-gram (each context word's input vector predicts the center word) when true,
+        CBOW (the sum or mean of the context input vectors predicts the center word) when false.
+    hs : bool
+        Train hierarchical softmax (``syn1`` along the center word's Huffman path), alone or
+        together with negative sampling (when ``negative > 0``).
+    cbow_mean : bool
+        CBOW only: average the context vectors (true) or sum them (false), as gensim does.
     """
 
     window: int
@@ -39,6 +48,9 @@ class EngineConfig:
     workers: int = 1
     seed: int = 1
     compute_loss: bool = False
+    sg: bool = True
+    hs: bool = False
+    cbow_mean: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,10 +65,19 @@ class SamplingTables:
     cum_table : torch.Tensor
         ``(V,)`` int64. gensim's cumulative unigram^ns_exponent table: a negative is
         ``searchsorted(cum_table, r, side='left')`` for ``r`` uniform in ``[0, cum_table[-1])``.
+    points, codes : torch.Tensor or None
+        ``(V, L)`` int64 and ``(V, L)`` uint8: word ``w``'s Huffman path, as gensim builds it,
+        is ``points[w, :lengths[w]]`` (rows of ``syn1``) with binary ``codes[w, :lengths[w]]``;
+        padded with 0 up to the deepest word ``L``. ``None`` unless hierarchical softmax.
+    lengths : torch.Tensor or None
+        ``(V,)`` int64 path lengths; ``None`` unless hierarchical softmax.
     """
 
     sample_int: torch.Tensor
     cum_table: torch.Tensor
+    points: torch.Tensor | None = None
+    codes: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
 
 
 @dataclass
@@ -66,9 +87,11 @@ class ChunkStats:
     words: int = 0
     """Center words trained, i.e. in-vocabulary words left after subsampling."""
     loss: float = 0.0
-    """Sum of the SGNS loss over all (center, context) pairs; 0.0 unless ``compute_loss``."""
+    """Summed loss over all predictions (negative sampling and/or hierarchical softmax terms);
+    0.0 unless ``compute_loss``."""
     pairs: int = 0
-    """Number of (center, context) pairs trained."""
+    """Predictions trained: (center, context) pairs in skip-gram, center words with at least
+    one context in CBOW."""
 
     def __iadd__(self, other: ChunkStats) -> ChunkStats:
         self.words += other.words
@@ -78,10 +101,12 @@ class ChunkStats:
 
 
 class Engine(Protocol):
-    """A training engine: ``Engine(syn0, syn1neg, tables, config)``.
+    """A training engine: ``Engine(syn0, syn1neg, tables, config, syn1=None)``.
 
-    ``syn0`` (input vectors) and ``syn1neg`` (output vectors) are ``(V, d)`` float32
-    tensors on the engine's device, updated in place by ``train_chunk``.
+    ``syn0`` (input vectors), ``syn1neg`` (negative-sampling output vectors; ``(0, d)`` when
+    ``config.negative == 0``) and ``syn1`` (hierarchical-softmax output vectors, ``(V, d)``
+    when ``config.hs``, else ``None``) are float32 tensors on the engine's device, updated in
+    place by ``train_chunk``.
     """
 
     def train_chunk(

@@ -1,12 +1,13 @@
 """The compiled CPU engine: a C++ op that trains a chunk with Hogwild threads.
 
-The op (``torch.ops.torchw2v.sgns_train_chunk``, source in ``csrc/sgns_cpu.cpp``) is
+The op (``torch.ops.torchw2v.train_chunk``, source in ``csrc/word2vec_cpu.cpp``) is
 built with :func:`torch.utils.cpp_extension.load` on first use and cached in torch's
 extension directory (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``),
-so later processes only load it. It implements gensim's skip-gram negative sampling with
-the negatives shared by all contexts of a center word, and runs ``config.workers`` threads
-that update ``syn0`` and ``syn1neg`` in place without locks, as word2vec.c and gensim do.
-The GIL is released while the op runs.
+so later processes only load it. It implements gensim's word2vec: skip-gram or CBOW
+(``cbow_mean`` either way), negative sampling (the negatives drawn once per center word and
+shared by all of its contexts), hierarchical softmax, or both; it runs ``config.workers``
+threads that update ``syn0``, ``syn1neg`` and ``syn1`` in place without locks, as word2vec.c
+and gensim do. The GIL is released while the op runs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .base import ChunkStats, EngineConfig, SamplingTables
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "sgns_cpu.cpp"
+SOURCE = Path(__file__).resolve().parent / "csrc" / "word2vec_cpu.cpp"
 EXTENSION_NAME = "torchw2v_cpu"
 DISABLE_ENV = "TORCHW2V_DISABLE_COMPILED"
 """Set to a non-empty value other than ``0`` to never build or use the compiled op."""
@@ -69,7 +70,7 @@ def _cflags() -> list[str]:
 def _registered_op() -> Callable[..., torch.Tensor] | None:
     """The op if a library registering it is already loaded in this process."""
     try:
-        return torch.ops.torchw2v.sgns_train_chunk
+        return torch.ops.torchw2v.train_chunk
     except (AttributeError, RuntimeError):
         return None
 
@@ -122,7 +123,7 @@ def _load() -> tuple[Callable[..., torch.Tensor] | None, str]:
 
 
 def load_op() -> Callable[..., torch.Tensor]:
-    """The compiled ``sgns_train_chunk`` op, built on first use.
+    """The compiled ``train_chunk`` op, built on first use.
 
     The first call in a process compiles the C++ source (about 15 s) unless torch's
     extension cache already holds a build of this source for these flags; later calls
@@ -131,7 +132,7 @@ def load_op() -> Callable[..., torch.Tensor]:
     Returns
     -------
     callable
-        ``torch.ops.torchw2v.sgns_train_chunk``.
+        ``torch.ops.torchw2v.train_chunk``.
 
     Raises
     ------
@@ -184,24 +185,65 @@ def chunk_seed(seed: int, call: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
+def _check_matrix(name: str, t: torch.Tensor) -> None:
+    """``t`` is a 2-D float32 contiguous CPU tensor (updated in place by the op)."""
+    if t.device.type != "cpu" or t.dtype != torch.float32 or t.dim() != 2:
+        raise ValueError(
+            f"{name} must be a 2-D float32 CPU tensor, got {t.dtype} of shape "
+            f"{tuple(t.shape)} on {t.device}"
+        )
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous (it is updated in place)")
+
+
+def _huffman_tables(tables: SamplingTables, vocab: int) -> tuple[torch.Tensor, ...]:
+    """``points``, ``codes`` and ``lengths`` as the op takes them: int32, uint8, int32."""
+    if tables.points is None or tables.codes is None or tables.lengths is None:
+        raise ValueError(
+            "hierarchical softmax needs tables.points, tables.codes and tables.lengths"
+        )
+    points = tables.points.to("cpu", torch.int32).contiguous()
+    codes = tables.codes.to("cpu", torch.uint8).contiguous()
+    lengths = tables.lengths.to("cpu", torch.int32).contiguous()
+    if points.dim() != 2 or points.shape[0] != vocab or codes.shape != points.shape:
+        raise ValueError(
+            f"tables.points and tables.codes must both be (V, L) with V={vocab}, got "
+            f"{tuple(points.shape)} and {tuple(codes.shape)}"
+        )
+    if lengths.shape != (vocab,):
+        raise ValueError(f"tables.lengths must be ({vocab},), got {tuple(lengths.shape)}")
+    return points, codes, lengths
+
+
 class CompiledEngine:
-    """SGNS on CPU with the compiled op and ``config.workers`` Hogwild threads.
+    """word2vec on CPU with the compiled op and ``config.workers`` Hogwild threads.
+
+    Skip-gram or CBOW (``config.sg``, ``config.cbow_mean``) with negative sampling
+    (``config.negative > 0``), hierarchical softmax (``config.hs``) or both.
 
     Parameters
     ----------
-    syn0, syn1neg : torch.Tensor
-        ``(V, d)`` float32 contiguous CPU tensors (input and output vectors), updated in
-        place by :meth:`train_chunk`.
+    syn0 : torch.Tensor
+        ``(V, d)`` float32 contiguous CPU tensor of input vectors, updated in place by
+        :meth:`train_chunk`.
+    syn1neg : torch.Tensor
+        Negative-sampling output vectors: ``(V, d)`` like ``syn0`` when ``config.negative > 0``;
+        not used otherwise (then typically ``(0, d)``).
     tables : SamplingTables
-        ``sample_int`` and ``cum_table``, ``(V,)`` int64 (converted to contiguous CPU int64
-        once, here, if they are not).
+        ``sample_int`` and ``cum_table``, ``(V,)`` int64, and with ``config.hs`` the Huffman
+        tables ``points``, ``codes`` ``(V, L)`` and ``lengths`` ``(V,)``; all converted to
+        contiguous CPU tensors of the op's dtypes once, here.
     config : EngineConfig
-        Window, negatives, seed, workers, loss.
+        Architecture, objectives, window, negatives, seed, workers, loss.
+    syn1 : torch.Tensor, optional
+        Hierarchical-softmax output vectors, ``(V, d)`` like ``syn0``; required with
+        ``config.hs``, not used without.
 
     Raises
     ------
     ValueError
-        A tensor is not on the CPU, or has the wrong dtype, shape or layout.
+        A tensor is missing, not on the CPU, or has the wrong dtype, shape or layout; or the
+        config trains nothing (``negative == 0`` without ``hs``).
     RuntimeError
         The op cannot be built here (see :func:`load_op`).
 
@@ -219,16 +261,11 @@ class CompiledEngine:
         syn1neg: torch.Tensor,
         tables: SamplingTables,
         config: EngineConfig,
+        syn1: torch.Tensor | None = None,
     ):
-        for name, t in (("syn0", syn0), ("syn1neg", syn1neg)):
-            if t.device.type != "cpu" or t.dtype != torch.float32 or t.dim() != 2:
-                raise ValueError(
-                    f"{name} must be a 2-D float32 CPU tensor, got {t.dtype} of shape "
-                    f"{tuple(t.shape)} on {t.device}"
-                )
-            if not t.is_contiguous():
-                raise ValueError(f"{name} must be contiguous (it is updated in place)")
-        if syn0.shape != syn1neg.shape:
+        _check_matrix("syn0", syn0)
+        _check_matrix("syn1neg", syn1neg)
+        if config.negative > 0 and syn1neg.shape != syn0.shape:
             raise ValueError(
                 f"syn0 and syn1neg must have the same shape, got {tuple(syn0.shape)} "
                 f"and {tuple(syn1neg.shape)}"
@@ -238,11 +275,28 @@ class CompiledEngine:
                 "need window >= 1, negative >= 0 and workers >= 1, got "
                 f"window={config.window}, negative={config.negative}, workers={config.workers}"
             )
+        if config.negative == 0 and not config.hs:
+            raise ValueError("nothing to train: need negative > 0, hs=True or both")
+        vocab, dim = syn0.shape
+        if config.hs:
+            if syn1 is None:
+                raise ValueError("hierarchical softmax (config.hs) needs syn1")
+            _check_matrix("syn1", syn1)
+            if syn1.shape != syn0.shape:
+                raise ValueError(
+                    f"syn0 and syn1 must have the same shape, got {tuple(syn0.shape)} "
+                    f"and {tuple(syn1.shape)}"
+                )
+            self.points, self.codes, self.lengths = _huffman_tables(tables, vocab)
+        else:
+            syn1 = syn0.new_empty(0, dim)  # not read by the op
+            self.points = torch.empty(0, 0, dtype=torch.int32)
+            self.codes = torch.empty(0, 0, dtype=torch.uint8)
+            self.lengths = torch.empty(0, dtype=torch.int32)
         self.op = load_op()
-        self.syn0, self.syn1neg, self.config = syn0, syn1neg, config
+        self.syn0, self.syn1neg, self.syn1, self.config = syn0, syn1neg, syn1, config
         self.sample_int = tables.sample_int.to("cpu", torch.int64).contiguous()
         self.cum_table = tables.cum_table.to("cpu", torch.int64).contiguous()
-        self.tables = SamplingTables(self.sample_int, self.cum_table)
         self.calls = 0
 
     def train_chunk(
@@ -263,7 +317,8 @@ class CompiledEngine:
         Returns
         -------
         ChunkStats
-            Kept (trained) center words, summed loss (0.0 unless ``compute_loss``), pairs.
+            Kept (trained) center words, summed loss (0.0 unless ``compute_loss``), pairs
+            (skip-gram: (center, context) pairs; CBOW: center words with a context).
 
         Raises
         ------
@@ -276,12 +331,19 @@ class CompiledEngine:
         out = self.op(
             self.syn0,
             self.syn1neg,
+            self.syn1,
             ids,
             offsets,
             self.sample_int,
             self.cum_table,
+            self.points,
+            self.codes,
+            self.lengths,
             cfg.window,
             cfg.negative,
+            cfg.hs,
+            cfg.sg,
+            cfg.cbow_mean,
             cfg.shrink_windows,
             float(alpha_start),
             float(alpha_end),

@@ -1,13 +1,24 @@
-"""The vectorised torch engine: word2vec's SGNS update in large batches, on any device.
+"""The vectorised torch engine: word2vec's SGD updates in large batches, on any device.
 
-Each batch takes ``B`` center positions of the (subsampled) chunk. Like gensim, the input
-vector of every context word predicts the center word (label 1) and ``K`` negatives
-(label 0); the negatives are drawn once per center and shared by all its contexts (Ji et
-al., 2016), which turns the dot products into one small matrix product per center. The
-gradients are those of the SGNS loss, applied by hand with ``index_add_``: no autograd.
+Each batch takes ``B`` center positions of the (subsampled) chunk and their context windows.
+The input of a prediction is, in skip-gram, the input vector of each context word (one
+prediction per pair) and, in CBOW, the sum or mean of them (one prediction per center). It
+predicts the center word through one or both output layers:
+
+- negative sampling: rows of ``syn1neg`` for the center (label 1) and ``K`` negatives
+  (label 0), drawn once per center and shared by all its contexts (Ji et al., 2016);
+- hierarchical softmax: rows of ``syn1`` for the inner nodes on the center's Huffman path,
+  with label ``1 - code``.
+
+Both are the same logistic regression on different rows (:class:`Targets`), computed by one
+function, :meth:`TorchEngine._predict`, as a small matrix product per center. The gradients
+are applied by hand with ``index_add_``, no autograd; all updates of a batch are computed
+from the same vectors and summed.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,21 +30,50 @@ UINT32_RANGE = 2**32
 # word occurs many times per batch, so a large batch overshoots where sequential SGD would
 # saturate: on wiki1m, 4096 centers diverge at alpha=0.025 and 1024 match gensim's quality.
 BATCH_CENTERS = 1024
+# Every Huffman path starts at the root, so the top inner nodes of the tree take an update
+# from every center of a batch: skip-gram HS diverges at 1024 centers and alpha=0.025 on
+# wiki text, and trains as sequential SGD does at 256.
+HS_BATCH_CENTERS = 256
+
+
+class Targets(NamedTuple):
+    """The output rows one batch predicts, ``T`` per center (see the module docstring)."""
+
+    weights: torch.Tensor  # (V, d) syn1neg or syn1, updated in place
+    rows: torch.Tensor  # (B, T) int64 rows of weights
+    labels: torch.Tensor  # (T,) or (B, 1, T) float: 1 for the true outcome, 0 otherwise
+    mask: torch.Tensor  # (B, T) bool: the rows that take part
 
 
 class TorchEngine:
-    """SGNS with vectorised torch ops; the reference engine and the GPU path.
+    """Skip-gram and CBOW, negative sampling and hierarchical softmax, in vectorised torch ops.
+
+    The reference engine and the GPU path.
 
     Parameters
     ----------
-    syn0, syn1neg : torch.Tensor
-        ``(V, d)`` float32 input and output vectors, updated in place.
+    syn0 : torch.Tensor
+        ``(V, d)`` float32 input vectors, updated in place.
+    syn1neg : torch.Tensor
+        ``(V, d)`` float32 negative-sampling output vectors, updated in place; ``(0, d)``
+        when ``config.negative == 0``.
     tables : SamplingTables
-        Subsampling thresholds and negative-sampling table, on the same device.
+        Subsampling thresholds, negative-sampling table and, for hierarchical softmax, the
+        Huffman paths, on the same device.
     config : EngineConfig
-        Window, negatives, seed.
-    batch_centers : int
-        Center words per update (see ``BATCH_CENTERS``).
+        Architecture, objectives, window, negatives, seed.
+    syn1 : torch.Tensor, optional
+        ``(V, d)`` float32 hierarchical-softmax output vectors, updated in place; required
+        when ``config.hs``.
+    batch_centers : int, optional
+        Center words per update; default ``BATCH_CENTERS``, or ``HS_BATCH_CENTERS`` with
+        hierarchical softmax.
+
+    Raises
+    ------
+    ValueError
+        Neither objective is on, or a tensor or table an objective needs is missing or of the
+        wrong shape.
     """
 
     def __init__(
@@ -42,19 +82,25 @@ class TorchEngine:
         syn1neg: torch.Tensor,
         tables: SamplingTables,
         config: EngineConfig,
-        batch_centers: int = BATCH_CENTERS,
+        syn1: torch.Tensor | None = None,
+        batch_centers: int | None = None,
     ):
-        self.syn0, self.syn1neg, self.tables, self.config = syn0, syn1neg, tables, config
+        _validate(syn0, syn1neg, tables, config, syn1)
+        self.syn0, self.syn1neg, self.syn1 = syn0, syn1neg, syn1
+        self.tables, self.config = tables, config
         device = syn0.device
-        self.batch_centers = batch_centers
+        self.batch_centers = batch_centers or (HS_BATCH_CENTERS if config.hs else BATCH_CENTERS)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
         w = config.window
         self.window_offsets = torch.cat([torch.arange(-w, 0), torch.arange(1, w + 1)]).to(device)
         labels = torch.zeros(config.negative + 1, device=device)
         labels[0] = 1.0
-        self.labels = labels  # (K+1,): the center word, then the negatives
-        self.table_end = int(tables.cum_table[-1])
+        self.ns_labels = labels  # (K+1,): the center word, then the negatives
+        self.table_end = int(tables.cum_table[-1]) if config.negative else 0
+        if config.hs:
+            self.hs_labels = 1.0 - tables.codes.float()  # (V, L)
+            self.path_steps = torch.arange(tables.points.shape[1], device=device)  # (L,)
 
     @torch.no_grad()
     def train_chunk(
@@ -98,14 +144,42 @@ class TorchEngine:
     ) -> torch.Tensor:
         """One SGD step for the given center positions and all their contexts.
 
-        Returns the number of pairs trained and their summed loss (0 unless asked for).
+        Returns the number of predictions trained and their summed loss (0 unless asked for).
+        """
+        cfg = self.config
+        context_ids, valid = self._contexts(words, starts, ends, centers)  # (B, 2W) each
+        targets = self._targets(words[centers])
+        if cfg.sg:  # each context word predicts the center
+            inputs = self.syn0[context_ids]  # (B, 2W, d)
+            active = valid  # (B, 2W)
+        else:  # the context words together predict the center
+            count = valid.sum(1, keepdim=True)[:, :, None]  # (B, 1, 1)
+            inputs = (self.syn0[context_ids] * valid[:, :, None]).sum(1, keepdim=True)  # (B, 1, d)
+            if cfg.cbow_mean:
+                inputs = inputs / count.clamp(min=1)
+            active = count[:, :, 0] > 0  # (B, 1)
+
+        grads, losses = zip(*(self._predict(inputs, active, t, alpha) for t in targets))
+        grad = sum(grads)  # (B, 2W, d) in skip-gram, (B, 1, d) in CBOW
+        if not cfg.sg:  # every context word gets the whole error (its share for a sum)
+            if not cfg.cbow_mean:
+                grad = grad / count.clamp(min=1)
+            grad = grad.expand(-1, context_ids.shape[1], -1)  # (B, 2W, d)
+        self.syn0.index_add_(0, context_ids[valid], grad[valid])
+        return torch.stack([active.sum(), sum(losses)]).double()
+
+    def _contexts(
+        self, words: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, centers: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each center's context words: ids ``(B, 2W)`` (the center where invalid) and validity.
+
+        A context lies within the center's (reduced) window and sentence, the center excluded.
         """
         cfg, gen = self.config, self.generator
-        b, k = centers.numel(), cfg.negative
         radius = cfg.window
         if cfg.shrink_windows:
             radius = cfg.window - torch.randint(
-                cfg.window, (b, 1), generator=gen, device=gen.device
+                cfg.window, (centers.numel(), 1), generator=gen, device=gen.device
             )
         context = centers[:, None] + self.window_offsets  # (B, 2W) positions
         valid = (
@@ -113,29 +187,95 @@ class TorchEngine:
             & (context >= starts[centers, None])
             & (context < ends[centers, None])
         )  # (B, 2W)
-        context_ids = words[torch.where(valid, context, centers[:, None])]  # (B, 2W)
-        center_ids = words[centers]  # (B,)
+        return words[torch.where(valid, context, centers[:, None])], valid
 
-        table = self.tables.cum_table
-        draws = torch.randint(self.table_end, (b, k), generator=gen, device=gen.device)
-        targets = torch.cat([center_ids[:, None], torch.searchsorted(table, draws)], 1)  # (B, K+1)
-        # gensim skips a negative that happens to be the center word itself
-        target_ok = targets != center_ids[:, None]
-        target_ok[:, 0] = True
+    def _targets(self, center_ids: torch.Tensor) -> list[Targets]:
+        """The output rows that predict each center word ``(B,)``, per objective."""
+        targets = []
+        if self.config.hs:  # the inner nodes on the center's Huffman path
+            rows = self.tables.points[center_ids]  # (B, L)
+            labels = self.hs_labels[center_ids][:, None, :]  # (B, 1, L)
+            mask = self.path_steps < self.tables.lengths[center_ids, None]  # (B, L)
+            targets.append(Targets(self.syn1, rows, labels, mask))
+        if self.config.negative:  # the center word, then K negatives
+            rows = torch.cat([center_ids[:, None], self._negatives(center_ids.numel())], 1)
+            # gensim skips a negative that happens to be the center word itself
+            mask = rows != center_ids[:, None]  # (B, K+1)
+            mask[:, 0] = True
+            targets.append(Targets(self.syn1neg, rows, self.ns_labels, mask))
+        return targets
 
-        x = self.syn0[context_ids]  # (B, 2W, d)
-        o = self.syn1neg[targets]  # (B, K+1, d)
-        scores = torch.bmm(x, o.transpose(1, 2))  # (B, 2W, K+1)
-        mask = valid[:, :, None] & target_ok[:, None, :]  # (B, 2W, K+1)
-        g = (self.labels - torch.sigmoid(scores)) * mask * alpha  # (B, 2W, K+1)
+    def _negatives(self, b: int) -> torch.Tensor:
+        """``(b, K)`` words drawn from the unigram^ns_exponent distribution."""
+        gen = self.generator
+        draws = torch.randint(
+            self.table_end, (b, self.config.negative), generator=gen, device=gen.device
+        )
+        return torch.searchsorted(self.tables.cum_table, draws)
 
-        grad_o = torch.bmm(g.transpose(1, 2), x)  # (B, K+1, d)
-        grad_x = torch.bmm(g, o)  # (B, 2W, d)
-        self.syn1neg.index_add_(0, targets.flatten(), grad_o.flatten(0, 1))
-        self.syn0.index_add_(0, context_ids[valid], grad_x[valid])
+    def _predict(
+        self, inputs: torch.Tensor, active: torch.Tensor, targets: Targets, alpha: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logistic regression of ``targets`` on ``inputs``: one SGD step on the output rows.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            ``(B, C, d)`` input of each prediction: ``C`` per center.
+        active : torch.Tensor
+            ``(B, C)`` bool, the predictions that take part.
+
+        Returns
+        -------
+        (torch.Tensor, torch.Tensor)
+            The ``(B, C, d)`` update for the inputs, and the summed loss (0 unless asked for).
+        """
+        out = targets.weights[targets.rows]  # (B, T, d)
+        scores = torch.bmm(inputs, out.transpose(1, 2))  # (B, C, T)
+        mask = active[:, :, None] & targets.mask[:, None, :]  # (B, C, T)
+        g = (targets.labels - torch.sigmoid(scores)) * mask * alpha  # (B, C, T)
+        grad_out = torch.bmm(g.transpose(1, 2), inputs)  # (B, T, d)
+        targets.weights.index_add_(0, targets.rows.flatten(), grad_out.flatten(0, 1))
 
         loss = torch.zeros((), device=scores.device)
-        if cfg.compute_loss:
-            signed = torch.where(self.labels.bool(), scores, -scores)
+        if self.config.compute_loss:  # -log sigmoid(f) for label 1, -log sigmoid(-f) for 0
+            signed = torch.where(targets.labels.bool(), scores, -scores)
             loss = -(F.logsigmoid(signed) * mask).sum()
-        return torch.stack([valid.sum(), loss]).double()
+        return torch.bmm(g, out), loss
+
+
+def _validate(
+    syn0: torch.Tensor,
+    syn1neg: torch.Tensor,
+    tables: SamplingTables,
+    config: EngineConfig,
+    syn1: torch.Tensor | None,
+) -> None:
+    """Raise ``ValueError`` unless the tensors fit the objectives ``config`` asks for."""
+    if config.negative < 0 or not (config.negative or config.hs):
+        raise ValueError(
+            f"nothing to train with negative={config.negative} and hs={config.hs}: "
+            "need negative > 0 (negative sampling), hs=True (hierarchical softmax), or both"
+        )
+    if config.negative and syn1neg.shape != syn0.shape:
+        raise ValueError(
+            f"syn1neg must have syn0's shape {tuple(syn0.shape)} for negative sampling, "
+            f"got {tuple(syn1neg.shape)}"
+        )
+    if not config.hs:
+        return
+    if syn1 is None or syn1.shape != syn0.shape:
+        got = None if syn1 is None else tuple(syn1.shape)
+        raise ValueError(
+            f"hierarchical softmax needs syn1 of syn0's shape {tuple(syn0.shape)}, got {got}"
+        )
+    missing = [n for n in ("points", "codes", "lengths") if getattr(tables, n) is None]
+    if missing:
+        raise ValueError(
+            f"hierarchical softmax needs the Huffman tables; SamplingTables lacks {missing}"
+        )
+    if tables.points.shape != tables.codes.shape or len(tables.points) != len(syn0):
+        raise ValueError(
+            f"Huffman tables must be (V, L) with V={len(syn0)}: points "
+            f"{tuple(tables.points.shape)}, codes {tuple(tables.codes.shape)}"
+        )

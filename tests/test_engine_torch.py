@@ -1,0 +1,353 @@
+"""The vectorised torch engine, every architecture and objective, against a NumPy reference.
+
+The reference is a plain loop over centers, contexts and output rows with the engine's batch
+semantics: every update of a batch is computed from the vectors at the batch's start. The
+Huffman tree, subsampling thresholds and negative-sampling table come from gensim itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gensim.models import Word2Vec as GensimWord2Vec
+
+from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables
+from torchw2v.engines.torch_engine import UINT32_RANGE, TorchEngine
+
+KEEP_ALL = 2**32  # subsampling keeps a word when a uniform uint32 is below its threshold
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# (sg, hs, negative, cbow_mean): every architecture with every objective
+SETUPS = [
+    (1, 1, 0, 1),
+    (0, 1, 0, 1),
+    (0, 1, 0, 0),
+    (1, 0, 3, 1),
+    (0, 0, 3, 1),
+    (0, 0, 3, 0),
+    (1, 1, 3, 1),
+    (0, 1, 3, 0),
+]
+SETUP_IDS = [
+    f"{'sg' if sg else 'cbow'}-{'hs' if hs else ''}{'ns' if k else ''}"
+    + ("" if sg else "-mean" if mean else "-sum")
+    for sg, hs, k, mean in SETUPS
+]
+
+
+# ----------------------------------------------------------------------------------------
+# Vocabulary and tables from gensim
+# ----------------------------------------------------------------------------------------
+
+
+def gensim_vocabulary(sentences: list[list[str]], sample: float = 0.0) -> GensimWord2Vec:
+    """A gensim model with the vocabulary, Huffman tree and tables built, not trained."""
+    model = GensimWord2Vec(vector_size=4, hs=1, negative=5, min_count=1, sample=sample)
+    model.build_vocab(sentences)
+    return model
+
+
+def huffman_tables(model: GensimWord2Vec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """gensim's per-word Huffman ``point`` and ``code``, zero-padded to ``(V, L)``."""
+    wv = model.wv
+    codes = [wv.get_vecattr(i, "code") for i in range(len(wv))]
+    points = [wv.get_vecattr(i, "point") for i in range(len(wv))]
+    lengths = np.array([len(c) for c in codes], dtype=np.int64)
+    padded_points = np.zeros((len(wv), lengths.max()), dtype=np.int64)
+    padded_codes = np.zeros((len(wv), lengths.max()), dtype=np.uint8)
+    for w, (p, c) in enumerate(zip(points, codes)):
+        padded_points[w, : len(p)] = p
+        padded_codes[w, : len(c)] = c
+    return padded_points, padded_codes, lengths
+
+
+def sampling_tables(model: GensimWord2Vec, device: str, keep_all: bool = True) -> SamplingTables:
+    points, codes, lengths = huffman_tables(model)
+    sample_int = model.wv.expandos["sample_int"].astype(np.int64)
+    if keep_all:
+        sample_int[:] = KEEP_ALL
+    return SamplingTables(
+        *(
+            torch.from_numpy(a).to(device)
+            for a in (sample_int, model.cum_table.astype(np.int64), points, codes, lengths)
+        )
+    )
+
+
+def encode(model: GensimWord2Vec, sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids ``(N,)`` int32 and sentence offsets ``(S + 1,)`` int64."""
+    ids = np.array([model.wv.key_to_index[w] for s in sentences for w in s], dtype=np.int32)
+    offsets = np.cumsum([0] + [len(s) for s in sentences]).astype(np.int64)
+    return ids, offsets
+
+
+# ----------------------------------------------------------------------------------------
+# NumPy reference
+# ----------------------------------------------------------------------------------------
+
+
+def engine_negatives(seed, device, n, batch, negative, cum_table) -> list[np.ndarray]:
+    """The negatives the engine draws: its stream with subsampling first, then per batch.
+
+    Valid with ``shrink_windows=False`` (otherwise window draws come before each batch's).
+    """
+    gen = torch.Generator(device=device).manual_seed(seed)
+    torch.randint(UINT32_RANGE, (n,), generator=gen, device=device)  # subsampling
+    table = torch.from_numpy(cum_table.astype(np.int64)).to(device)
+    negatives = []
+    for lo in range(0, n, batch):
+        b = min(batch, n - lo)
+        draws = torch.randint(int(table[-1]), (b, negative), generator=gen, device=device)
+        negatives.append(torch.searchsorted(table, draws).cpu().numpy())
+    return negatives
+
+
+def reference_train(weights, ids, offsets, cfg, tables, alphas, batch, negatives):
+    """Train a chunk as the engine does, one center, context and output row at a time.
+
+    ``weights`` maps ``syn0``, ``syn1neg``, ``syn1`` to float64 arrays, updated in place;
+    ``tables`` is ``(points, codes, lengths)``; ``negatives`` one ``(b, K)`` array per batch.
+    Returns the predictions trained and their summed loss.
+    """
+    points, codes, lengths = tables
+    sentence = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    pairs, loss = 0, 0.0
+    for number, lo in enumerate(range(0, len(ids), batch)):
+        before = {name: w.copy() for name, w in weights.items()}
+        syn0 = before["syn0"]
+        for c in range(lo, min(lo + batch, len(ids))):
+            word = ids[c]
+            start, end = offsets[sentence[c]], offsets[sentence[c] + 1]
+            context = [ids[j] for j in range(start, end) if j != c and abs(j - c) <= cfg.window]
+            targets = []  # (matrix, row, label)
+            if cfg.hs:
+                for step in range(lengths[word]):
+                    targets.append(("syn1", points[word, step], 1.0 - codes[word, step]))
+            if cfg.negative:
+                targets.append(("syn1neg", word, 1.0))
+                targets += [("syn1neg", n, 0.0) for n in negatives[number][c - lo] if n != word]
+
+            if cfg.sg:
+                inputs = [(syn0[w], [w], 1.0) for w in context]
+            elif context:
+                h = syn0[context].sum(0) / (len(context) if cfg.cbow_mean else 1)
+                inputs = [(h, context, 1.0 if cfg.cbow_mean else 1.0 / len(context))]
+            else:
+                inputs = []
+            for h, receivers, share in inputs:
+                pairs += 1
+                error = np.zeros_like(h)
+                for matrix, row, label in targets:
+                    out = before[matrix][row]
+                    f = h @ out
+                    g = (label - 1 / (1 + np.exp(-f))) * alphas[number]
+                    loss += np.log1p(np.exp(-f if label else f))
+                    error += g * out
+                    weights[matrix][row] += g * h
+                for w in receivers:
+                    weights["syn0"][w] += share * error
+    return pairs, loss
+
+
+# ----------------------------------------------------------------------------------------
+# One chunk against the reference
+# ----------------------------------------------------------------------------------------
+
+TOY = [
+    "the cat sat on the mat with the dog".split(),
+    "a".split(),  # a center without context
+    "the dog ate the cat food and the bird sang on the mat".split(),
+    "bird food".split(),
+]
+
+
+@pytest.fixture(scope="module")
+def toy_vocab() -> GensimWord2Vec:
+    return gensim_vocabulary(TOY)
+
+
+def run_engine(toy_vocab, device, setup, batch):
+    sg, hs, negative, cbow_mean = setup
+    cfg = EngineConfig(
+        window=2,
+        negative=negative,
+        shrink_windows=False,
+        seed=7,
+        compute_loss=True,
+        sg=bool(sg),
+        hs=bool(hs),
+        cbow_mean=bool(cbow_mean),
+    )
+    rng = np.random.default_rng(0)
+    v, d = len(toy_vocab.wv), 6
+    start = {
+        "syn0": rng.normal(0, 0.5, (v, d)),
+        "syn1neg": rng.normal(0, 0.5, (v if negative else 0, d)),
+        "syn1": rng.normal(0, 0.5, (v, d)),
+    }
+    tensors = {k: torch.tensor(a, dtype=torch.float32, device=device) for k, a in start.items()}
+    tables = sampling_tables(toy_vocab, device)
+    engine = TorchEngine(
+        tensors["syn0"],
+        tensors["syn1neg"],
+        tables,
+        cfg,
+        syn1=tensors["syn1"] if hs else None,
+        batch_centers=batch,
+    )
+    ids, offsets = encode(toy_vocab, TOY)
+    stats = engine.train_chunk(torch.from_numpy(ids), torch.from_numpy(offsets), 0.2, 0.1)
+
+    n = len(ids)
+    alphas = [0.2 + (0.1 - 0.2) * lo / n for lo in range(0, n, batch)]
+    negatives = engine_negatives(cfg.seed, device, n, batch, negative, toy_vocab.cum_table)
+    expected = {k: a.copy() for k, a in start.items()}
+    huffman = huffman_tables(toy_vocab)
+    pairs, loss = reference_train(expected, ids, offsets, cfg, huffman, alphas, batch, negatives)
+    return stats, tensors, start, expected, (pairs, loss)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [1024, 5], ids=["one-batch", "batches-of-5"])
+@pytest.mark.parametrize("setup", SETUPS, ids=SETUP_IDS)
+def test_one_chunk_matches_reference(toy_vocab, device, setup, batch):
+    stats, got, start, expected, (pairs, loss) = run_engine(toy_vocab, device, setup, batch)
+    for name in ("syn0", "syn1neg", "syn1"):
+        np.testing.assert_allclose(got[name].cpu().numpy(), expected[name], atol=2e-6, err_msg=name)
+    assert not np.allclose(expected["syn0"], start["syn0"])
+    assert stats.words == sum(map(len, TOY))
+    assert stats.pairs == pairs
+    assert stats.loss == pytest.approx(loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("setup", [(1, 1, 0, 1), (0, 1, 0, 1)], ids=["sg-hs", "cbow-hs"])
+def test_hs_alone_leaves_negative_sampling_alone(toy_vocab, setup):
+    stats, got, start, *_ = run_engine(toy_vocab, "cpu", setup, 1024)
+    assert got["syn1neg"].shape == (0, 6)
+    assert not np.allclose(got["syn1"].numpy(), start["syn1"])
+
+
+def test_pairs_count_predictions(toy_vocab):
+    """Skip-gram trains (center, context) pairs; CBOW trains centers that have a context."""
+    sg, *_ = run_engine(toy_vocab, "cpu", (1, 1, 0, 1), 1024)
+    cbow, *_ = run_engine(toy_vocab, "cpu", (0, 1, 0, 1), 1024)
+    window_pairs = sum(min(i, 2) + min(len(s) - 1 - i, 2) for s in TOY for i in range(len(s)))
+    assert sg.pairs == window_pairs
+    assert cbow.pairs == sum(len(s) for s in TOY if len(s) > 1)
+
+
+def test_negative_sampling_moves_only_drawn_rows(toy_vocab):
+    _, got, start, *_ = run_engine(toy_vocab, "cpu", (0, 0, 3, 1), 1024)
+    ids, _ = encode(toy_vocab, TOY)
+    negatives = engine_negatives(7, "cpu", len(ids), 1024, 3, toy_vocab.cum_table)[0]
+    drawn = np.zeros(len(toy_vocab.wv), dtype=bool)
+    drawn[ids] = drawn[negatives.ravel()] = True
+    moved = (got["syn1neg"].numpy() != start["syn1neg"].astype(np.float32)).any(1)
+    assert not moved[~drawn].any()
+    assert moved[ids].all()
+
+
+# ----------------------------------------------------------------------------------------
+# Settings
+# ----------------------------------------------------------------------------------------
+
+
+def make_engine(toy_vocab, syn1neg_rows=None, syn1="same", tables=None, **settings):
+    v = len(toy_vocab.wv)
+    cfg = EngineConfig(**{"window": 2, "negative": 0, "hs": True, **settings})
+    syn1neg = torch.zeros(v if syn1neg_rows is None else syn1neg_rows, 4)
+    syn1 = torch.zeros(v, 4) if syn1 == "same" else syn1
+    tables = tables or sampling_tables(toy_vocab, "cpu")
+    return TorchEngine(torch.zeros(v, 4), syn1neg, tables, cfg, syn1=syn1)
+
+
+def test_needs_an_objective(toy_vocab):
+    with pytest.raises(ValueError, match="negative > 0 .* hs=True"):
+        make_engine(toy_vocab, hs=False)
+
+
+def test_hs_needs_syn1(toy_vocab):
+    with pytest.raises(ValueError, match="needs syn1 of syn0's shape"):
+        make_engine(toy_vocab, syn1=None)
+    with pytest.raises(ValueError, match="needs syn1 of syn0's shape"):
+        make_engine(toy_vocab, syn1=torch.zeros(3, 4))
+
+
+def test_hs_needs_huffman_tables(toy_vocab):
+    tables = sampling_tables(toy_vocab, "cpu")
+    bare = SamplingTables(tables.sample_int, tables.cum_table)
+    with pytest.raises(ValueError, match=r"lacks \['points', 'codes', 'lengths'\]"):
+        make_engine(toy_vocab, tables=bare)
+
+
+def test_negative_sampling_needs_syn1neg(toy_vocab):
+    with pytest.raises(ValueError, match="syn1neg must have syn0's shape"):
+        make_engine(toy_vocab, syn1neg_rows=0, negative=5, hs=False)
+
+
+def test_empty_chunk(toy_vocab):
+    engine = make_engine(toy_vocab)
+    stats = engine.train_chunk(
+        torch.zeros(0, dtype=torch.int32), torch.zeros(1, dtype=torch.int64), 0.1, 0.1
+    )
+    assert stats == ChunkStats()
+
+
+# ----------------------------------------------------------------------------------------
+# Short trainings: related words end up together
+# ----------------------------------------------------------------------------------------
+
+GROUPS, GROUP_SIZE = 6, 8
+
+
+@pytest.fixture(scope="module")
+def topics() -> list[list[str]]:
+    """Sentences of 8 words, each drawn (Zipf-weighted) from one of 6 groups of 8 words."""
+    rng = np.random.default_rng(1)
+    weights = 1 / np.arange(1, GROUP_SIZE + 1)
+    weights /= weights.sum()
+    return [
+        [f"g{g}w{w}" for w in rng.choice(GROUP_SIZE, 8, p=weights)]
+        for g in rng.integers(GROUPS, size=800)
+    ]
+
+
+def train(sentences, setup, epochs=5, d=16):
+    sg, hs, negative, cbow_mean = setup
+    vocab = gensim_vocabulary(sentences, sample=1e-3)
+    cfg = EngineConfig(
+        window=3,
+        negative=negative,
+        seed=3,
+        compute_loss=True,
+        sg=bool(sg),
+        hs=bool(hs),
+        cbow_mean=bool(cbow_mean),
+    )
+    v = len(vocab.wv)
+    gen = torch.Generator().manual_seed(0)
+    syn0 = (torch.rand(v, d, generator=gen) - 0.5) / d
+    syn1neg, syn1 = torch.zeros(v if negative else 0, d), torch.zeros(v, d)
+    tables = sampling_tables(vocab, "cpu", keep_all=False)
+    engine = TorchEngine(syn0, syn1neg, tables, cfg, syn1=syn1 if hs else None, batch_centers=64)
+    ids, offsets = (torch.from_numpy(a) for a in encode(vocab, sentences))
+    alphas = np.linspace(0.05, 0.0001, epochs + 1)
+    losses = [engine.train_chunk(ids, offsets, a, b).loss for a, b in zip(alphas, alphas[1:])]
+    return vocab.wv.index_to_key, syn0.numpy(), losses
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [(0, 0, 5, 1), (0, 0, 5, 0), (1, 1, 0, 1), (0, 1, 0, 1)],
+    ids=["cbow-ns", "cbow-ns-sum", "sg-hs", "cbow-hs"],
+)
+def test_training_groups_related_words(topics, setup):
+    words, vectors, losses = train(topics, setup)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    nearest = np.argsort(-similarity, axis=1)[:, : GROUP_SIZE - 1]
+    group = np.array([w.split("w")[0] for w in words])
+    same_group = (group[nearest] == group[:, None]).mean()
+    assert same_group > 0.9, same_group
+    assert losses[-1] < losses[0]

@@ -1,0 +1,242 @@
+"""The rest of gensim's Word2Vec surface: CBOW, hierarchical softmax, online training,
+loss, callbacks, gensim interop (to_gensim, from_gensim, loading gensim's files), lockf.
+
+gensim's own Word2Vec, run in the same test, is the reference wherever it defines the answer.
+"""
+
+from __future__ import annotations
+
+import gensim
+import numpy as np
+import pytest
+from gensim.models.callbacks import CallbackAny2Vec
+
+import torchw2v
+
+FAST = {"vector_size": 32, "epochs": 2, "workers": 1, "seed": 3, "device": "cpu"}
+# CBOW learns more slowly on a small corpus: word2vec.c's CBOW rate and more epochs
+CBOW = {"sg": 0, "alpha": 0.05, "epochs": 8}
+VARIANTS = {
+    "cbow-ns": {**CBOW, "hs": 0, "negative": 5},
+    "cbow-sum-ns": {**CBOW, "hs": 0, "negative": 5, "cbow_mean": 0},
+    "sg-hs": {"sg": 1, "hs": 1, "negative": 0, "epochs": 3},
+    "cbow-hs": {**CBOW, "hs": 1, "negative": 0},
+    "sg-hs-ns": {"sg": 1, "hs": 1, "negative": 3, "epochs": 3},
+}
+
+
+def make(sentences=None, **settings):
+    return torchw2v.Word2Vec(sentences, **{**FAST, **settings})
+
+
+@pytest.fixture(scope="module")
+def halves(wiki_head):
+    """Two different real corpora: the first and the second half of the head slice."""
+    return wiki_head[:1000], wiki_head[1000:]
+
+
+# ---------------------------------------------------------------- every objective trains
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("engine", ["torch", "compiled"])
+def test_each_objective_learns_related_words(variant, engine, wiki_head):
+    if engine == "compiled" and not _compiled_available():
+        pytest.skip("the compiled engine does not build here")
+    model = make(wiki_head, engine=engine, min_count=5, vector_size=50, **VARIANTS[variant])
+    assert np.isfinite(model.wv.vectors).all()
+    # months are frequent in Wikipedia and interchangeable in context: they must be closer to
+    # each other than to other frequent words (gensim: by 0.14 to 0.7 with these settings)
+    months = ["january", "march", "april", "june", "july", "august", "september", "october"]
+    others = [w for w in model.wv.index_to_key[100:300] if w not in months]
+    within = np.mean([model.wv.similarity(a, b) for a in months for b in months if a != b])
+    across = np.mean([model.wv.similarity(a, b) for a in months for b in others])
+    assert within > across + 0.1, (variant, engine, within, across)
+
+
+def test_huffman_tree_is_gensims(small_corpus):
+    ours = make(small_corpus, sg=1, hs=1, negative=0, min_count=2, epochs=1)
+    theirs = gensim.models.Word2Vec(
+        small_corpus, sg=1, hs=1, negative=0, min_count=2, epochs=1, vector_size=32
+    )
+    for word in theirs.wv.index_to_key:
+        np.testing.assert_array_equal(
+            ours.wv.get_vecattr(word, "code"), theirs.wv.get_vecattr(word, "code")
+        )
+        np.testing.assert_array_equal(
+            ours.wv.get_vecattr(word, "point"), theirs.wv.get_vecattr(word, "point")
+        )
+    assert ours.syn1.shape == theirs.syn1.shape and np.abs(ours.syn1).sum() > 0
+    assert ours.syn1neg.shape == (0, 32)
+
+
+# ---------------------------------------------------------------- online training
+
+
+def test_online_update_matches_gensims_vocabulary(halves, assert_same_vocab):
+    first, second = halves
+    ours = make(first, min_count=5, sg=1)
+    theirs = gensim.models.Word2Vec(first, min_count=5, sg=1, vector_size=32, epochs=1)
+    before = {w: ours.wv[w].copy() for w in ours.wv.index_to_key[:50]}
+
+    ours.build_vocab(second, update=True)
+    theirs.build_vocab(second, update=True)
+
+    assert_same_vocab(ours, theirs)
+    assert len(ours.wv) > len(before) and ours.wv.vectors.shape == (len(ours.wv), 32)
+    for word, vector in before.items():  # known words keep their trained vectors
+        np.testing.assert_array_equal(ours.wv[word], vector)
+
+
+def test_online_update_trains_new_words(halves):
+    first, second = halves
+    model = make(first, min_count=5, sg=1)
+    known = len(model.wv)
+    model.build_vocab(second, update=True)
+    new_words = model.wv.index_to_key[known:]
+    initial = model.wv.vectors[known:].copy()
+    model.train(second, total_examples=model.corpus_count, epochs=model.epochs)
+    assert new_words and not np.allclose(model.wv.vectors[known:], initial)
+    assert np.isfinite(model.wv.vectors).all()
+
+
+def test_online_update_after_save_and_load(halves, tmp_path):
+    first, second = halves
+    make(first, min_count=5, sg=1, hs=1).save(tmp_path / "m.npz")
+    model = torchw2v.Word2Vec.load(tmp_path / "m.npz", device="cpu")
+    model.build_vocab(second, update=True)
+    model.train(second, total_examples=model.corpus_count, epochs=1)
+    assert model.syn1.shape == model.wv.vectors.shape
+    assert model.wv.get_vecattr(model.wv.index_to_key[-1], "code").size > 0
+
+
+def test_online_update_needs_a_vocabulary(small_corpus):
+    with pytest.raises(RuntimeError, match="without update=True first"):
+        make(sg=1).build_vocab(small_corpus, update=True)
+
+
+def test_build_vocab_from_freq_matches_gensim(assert_same_vocab):
+    freq = {"the": 50, "cat": 9, "sat": 3, "on": 20, "mat": 2, "rare": 1}
+    ours = make(sg=1, min_count=2)
+    theirs = gensim.models.Word2Vec(sg=1, min_count=2, vector_size=32)
+    ours.build_vocab_from_freq(freq, corpus_count=7)
+    theirs.build_vocab_from_freq(freq, corpus_count=7)
+    assert_same_vocab(ours, theirs)
+
+
+# ---------------------------------------------------------------- loss and callbacks
+
+
+class EpochLosses(CallbackAny2Vec):
+    def __init__(self):
+        self.losses, self.epochs = [], 0
+
+    def on_epoch_end(self, model):
+        self.epochs += 1
+        self.losses.append(model.epoch_loss)
+
+
+def test_epoch_loss_is_per_epoch_and_sums_to_the_latest_loss(small_corpus):
+    callback = EpochLosses()
+    model = make(small_corpus, sg=0, min_count=2, epochs=3, compute_loss=True, callbacks=[callback])
+    assert len(callback.losses) == 3 and all(loss > 0 for loss in callback.losses)
+    assert isinstance(model.get_latest_training_loss(), float)
+    assert model.get_latest_training_loss() == pytest.approx(sum(callback.losses))
+    # constructor callbacks persist into later train calls
+    model.train(small_corpus, total_examples=model.corpus_count, epochs=2, compute_loss=True)
+    assert callback.epochs == 5
+    assert model.get_latest_training_loss() == pytest.approx(sum(callback.losses[3:]))
+
+
+# ---------------------------------------------------------------- gensim interop
+
+
+def test_to_gensim_continues_training_in_gensim(small_corpus, assert_same_vocab):
+    ours = make(small_corpus, sg=0, hs=1, negative=5, min_count=2)
+    theirs = ours.to_gensim()
+    assert isinstance(theirs, gensim.models.Word2Vec)
+    np.testing.assert_array_equal(theirs.wv.vectors, ours.wv.vectors)
+    np.testing.assert_array_equal(theirs.syn1neg, ours.syn1neg)
+    np.testing.assert_array_equal(theirs.syn1, ours.syn1)
+    assert_same_vocab(ours, theirs)
+    theirs.train(small_corpus, total_examples=theirs.corpus_count, epochs=1)
+    assert not np.array_equal(theirs.wv.vectors, ours.wv.vectors)  # a copy, trained further
+
+
+def test_from_gensim_continues_training_in_torchw2v(small_corpus, assert_same_vocab):
+    theirs = gensim.models.Word2Vec(small_corpus, sg=1, min_count=2, vector_size=32, epochs=1)
+    ours = torchw2v.Word2Vec.from_gensim(theirs, device="cpu")
+    np.testing.assert_array_equal(ours.wv.vectors, theirs.wv.vectors)
+    assert_same_vocab(ours, theirs)
+    ours.train(small_corpus, total_examples=ours.corpus_count, epochs=1)
+    assert not np.array_equal(ours.wv.vectors, theirs.wv.vectors)
+
+
+def test_load_reads_a_model_saved_by_gensim(small_corpus, tmp_path):
+    theirs = gensim.models.Word2Vec(
+        small_corpus, sg=0, hs=1, negative=0, min_count=2, vector_size=16, epochs=1
+    )
+    theirs.save(str(tmp_path / "gensim.model"))
+    ours = torchw2v.Word2Vec.load(tmp_path / "gensim.model", device="cpu")
+    assert (ours.sg, ours.hs, ours.negative, ours.vector_size) == (0, 1, 0, 16)
+    np.testing.assert_array_equal(ours.syn1, theirs.syn1)
+    ours.train(small_corpus, total_examples=ours.corpus_count, epochs=1)
+    assert np.isfinite(ours.wv.vectors).all()
+
+
+def test_save_load_round_trips_hs_and_lockf(small_corpus, tmp_path):
+    model = make(small_corpus, sg=1, hs=1, negative=2, min_count=2)
+    model.wv.vectors_lockf = np.ones(len(model.wv), dtype=np.float32)
+    model.save(tmp_path / "m.npz")
+    loaded = torchw2v.Word2Vec.load(tmp_path / "m.npz", device="cpu")
+    np.testing.assert_array_equal(loaded.syn1, model.syn1)
+    np.testing.assert_array_equal(loaded.syn1neg, model.syn1neg)
+    np.testing.assert_array_equal(loaded.wv.vectors_lockf, model.wv.vectors_lockf)
+
+
+# ---------------------------------------------------------------- gensim's other methods
+
+
+def test_vectors_lockf_freezes_words(small_corpus):
+    model = make(small_corpus, sg=1, min_count=2)
+    frozen = [model.wv.key_to_index[w] for w in ("the", "of")]
+    model.wv.vectors_lockf = np.ones(len(model.wv), dtype=np.float32)
+    model.wv.vectors_lockf[frozen] = 0.0
+    before = model.wv.vectors.copy()
+    model.train(small_corpus, total_examples=model.corpus_count, epochs=1)
+    np.testing.assert_array_equal(model.wv.vectors[frozen], before[frozen])
+    assert not np.allclose(np.delete(model.wv.vectors, frozen, 0), np.delete(before, frozen, 0))
+
+
+def test_predict_output_word_and_score(wiki_head):
+    model = make(wiki_head, sg=1, hs=1, negative=5, min_count=5, epochs=3, vector_size=50)
+    predicted = model.predict_output_word(["the", "capital", "of"], topn=5)
+    assert len(predicted) == 5 and all(0 < p < 1 for _, p in predicted)
+    scores = model.score([["the", "city", "of", "paris"], ["of", "the", "the", "of"]])
+    assert scores.shape == (2,) and np.isfinite(scores).all() and (scores < 0).all()
+
+
+def test_estimate_memory_is_gensims(small_corpus):
+    ours = make(small_corpus, sg=1, hs=1, min_count=2)
+    theirs = gensim.models.Word2Vec(small_corpus, sg=1, hs=1, min_count=2, vector_size=32)
+    assert ours.estimate_memory() == theirs.estimate_memory()
+
+
+def test_reset_from_takes_the_other_vocabulary(small_corpus, wiki_head):
+    donor = gensim.models.Word2Vec(small_corpus, sg=1, min_count=2, vector_size=32, epochs=1)
+    model = make(wiki_head[:100], sg=1, min_count=1)
+    model.reset_from(donor)
+    assert model.wv.index_to_key == donor.wv.index_to_key
+    assert model.wv.vectors.shape == donor.wv.vectors.shape
+    model.train(small_corpus, total_examples=donor.corpus_count, epochs=1)
+
+
+def test_str_is_gensims_shape(small_corpus):
+    model = make(small_corpus, sg=1, min_count=2)
+    assert str(model) == f"Word2Vec<vocab={len(model.wv)}, vector_size=32, alpha=0.025>"
+
+
+def _compiled_available() -> bool:
+    from torchw2v.engines import compiled
+
+    return compiled.is_available()

@@ -1,0 +1,927 @@
+// torchw2v compiled CPU engine: word2vec (skip-gram or CBOW; negative sampling, hierarchical
+// softmax or both), Hogwild threads.
+//
+// One call of the op torchw2v::train_chunk trains one chunk of sentences in place on syn0
+// (input vectors), syn1neg (negative-sampling output vectors) and syn1 (hierarchical-softmax
+// output vectors). The math is word2vec.c's / gensim's, in gensim's direction (the input side
+// predicts the center word), with two deliberate changes: a center word's K negatives are
+// drawn once and shared by all of its contexts (Ji et al., 2016), and each center word is
+// trained as one small matrix product, all its dot products taken from the same values.
+//
+// A center word's targets are output rows with a label: for negative sampling (NS) the center
+// word (label 1) and its K negatives (label 0) in syn1neg; for hierarchical softmax (HS) the
+// nodes of the center word's Huffman path in syn1, labelled 1 - code. With both, a center is
+// trained against both lists at once (gensim runs HS, then NS from the updated input vectors).
+//   Skip-gram: the C context rows of syn0 against the T targets, a (C, T) matrix of scores;
+//     every context row gets the sum of its updates and every target row the sum of its.
+//   CBOW: neu1 = the sum of the C context rows (their mean with cbow_mean) against the T
+//     targets; each target row gets g * neu1 and each context row the error sum_t g_t o_t
+//     (divided by C without cbow_mean), as gensim does.
+// Gradients g = (label - sigmoid(score)) * alpha, sigmoid read from word2vec.c's table
+// (EXP_TABLE_SIZE 1000, MAX_EXP 6) as word2vec.c and gensim read it. Beyond -+MAX_EXP, NS
+// saturates as word2vec.c does (g = (label - 1) * alpha above, label * alpha below) and HS
+// skips the node (g = 0) as word2vec.c and gensim do. A negative equal to its center word is
+// dropped, as gensim does. The loss (compute_loss) is the exact -log sigmoid(+-score) of
+// every target, saturated ones included, summed in double.
+//
+// Threads: the chunk's sentences are split into `workers` contiguous parts of about equal
+// token counts, trained concurrently without locks (Hogwild), each with its own random
+// stream seeded from (seed, part index). Each part decays the learning rate linearly from
+// alpha_start to alpha_end over its own tokens, updated once per sentence.
+//
+// Random stream (per part; the NumPy reference in tests/test_engine_compiled.py replays
+// it exactly): the state is word2vec.c's 48-bit LCG; a draw returns state >> 16 (gensim's
+// random_int32) and then advances the state. Per sentence: one draw per token for
+// subsampling (keep the token when draw < sample_int[word]); if at least two tokens are
+// kept, then per kept position, in order: one draw for the reduced window b = draw % window
+// (only if shrink_windows; the window is then window - b) and K draws for the negatives,
+// target = bisect_left(cum_table, draw % cum_table[V-1]). HS draws nothing.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/EmptyTensor.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace {
+
+constexpr int kExpTableSize = 1000;
+constexpr float kMaxExp = 6.0f;
+// A score f reads the table at int((f + MAX_EXP) * kExpScale). word2vec.c and gensim compute
+// the scale EXP_TABLE_SIZE / MAX_EXP / 2 in integer arithmetic, 83 rather than 83.33; so do we,
+// to take the same steps.
+constexpr float kExpScale = float(kExpTableSize / int(kMaxExp) / 2);
+constexpr uint64_t kLcgMask = (uint64_t(1) << 48) - 1;
+
+struct SigmoidTable {
+  float v[kExpTableSize];
+  SigmoidTable() {
+    // word2vec.c: expTable[i] = exp((i / EXP_TABLE_SIZE * 2 - 1) * MAX_EXP), then e / (e + 1)
+    for (int i = 0; i < kExpTableSize; ++i) {
+      float e = static_cast<float>(std::exp((i / double(kExpTableSize) * 2 - 1) * kMaxExp));
+      v[i] = e / (e + 1.0f);
+    }
+  }
+};
+const SigmoidTable kSigmoid;
+
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+struct Lcg {
+  uint64_t state;
+  explicit Lcg(uint64_t seed) : state(seed & kLcgMask) {}
+  inline uint64_t next() {  // gensim's random_int32: a uniform 32-bit value
+    uint64_t r = state >> 16;
+    state = (state * 25214903917ULL + 11) & kLcgMask;
+    return r;
+  }
+};
+
+// -log(sigmoid(x)) = log(1 + exp(-x)), computed stably.
+inline double softplus_neg_exact(double x) {
+  return (x > 0.0 ? 0.0 : -x) + std::log1p(std::exp(-std::fabs(x)));
+}
+
+// The same, linearly interpolated in a table over [-MAX_EXP, MAX_EXP] (error < 2e-6),
+// exact outside: the loss costs a few operations per score instead of an exp and a log.
+struct SoftplusTable {
+  static constexpr int kSize = 2048;
+  static constexpr float kScale = kSize / (2.0f * kMaxExp);
+  float v[kSize + 1];
+  SoftplusTable() {
+    for (int i = 0; i <= kSize; ++i) v[i] = float(softplus_neg_exact(i / double(kScale) - kMaxExp));
+  }
+  inline double operator()(float x) const {
+    if (!(x > -kMaxExp && x < kMaxExp)) return softplus_neg_exact(x);
+    const float pos = (x + kMaxExp) * kScale;
+    const int i = std::min(int(pos), kSize - 1);
+    const float frac = pos - float(i);
+    return v[i] + frac * (v[i + 1] - v[i]);
+  }
+};
+const SoftplusTable kSoftplus;
+
+struct Problem {
+  float* syn0;
+  float* syn1neg;
+  float* syn1;  // HS only
+  const int32_t* ids;
+  const int64_t* offsets;
+  const int64_t* sample_int;
+  const int64_t* cum_table;
+  // HS only: word w's Huffman path is points[w * depth + l], codes[...], l < lengths[w]
+  const int32_t* points;
+  const uint8_t* codes;
+  const int32_t* lengths;
+  int64_t depth;
+  int64_t vocab;
+  int64_t dim;
+  int64_t window;
+  int64_t negative;
+  bool hs;
+  bool sg;
+  bool cbow_mean;
+  bool shrink_windows;
+  bool compute_loss;
+  double alpha_start;
+  double alpha_end;
+};
+
+struct Totals {
+  double words = 0, loss = 0, pairs = 0;
+};
+
+// Lanes of the hand-blocked loops below: the width of one SIMD register in floats, so that
+// a block's accumulators stay in registers (GCC tunes Zen 1, which splits 256-bit ops, to
+// 128-bit vectors). Columns past the last full block take a 4-lane block, then scalars.
+#if defined(__AVX__) && !defined(__tune_znver1__)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 4;
+#endif
+// Numbers of targets (1 + negative) with a kernel specialised at compile time; others
+// take the generic path.
+constexpr int64_t kMaxFixedTargets = 11;
+// Largest window whose contexts the fixed kernels keep on the stack.
+constexpr int64_t kMaxWindowFixed = 10;
+
+// SIMD registers of L floats (GCC/Clang vector extension; a plain array elsewhere).
+#if defined(__GNUC__)
+template <int L>
+struct VecOf {
+  typedef float type __attribute__((vector_size(L * sizeof(float))));
+};
+template <int L>
+using vec = typename VecOf<L>::type;
+template <int L>
+inline vec<L> vzero() {
+  return vec<L>{};
+}
+template <int L>
+inline vec<L> vset(float x) {
+  return vec<L>{} + x;
+}
+#else
+template <int L>
+struct vec {
+  float v[L];
+  float operator[](int l) const { return v[l]; }
+  vec operator+(vec b) const {
+    vec r = *this;
+    for (int l = 0; l < L; ++l) r.v[l] += b.v[l];
+    return r;
+  }
+  vec operator*(vec b) const {
+    vec r = *this;
+    for (int l = 0; l < L; ++l) r.v[l] *= b.v[l];
+    return r;
+  }
+  vec& operator+=(vec b) { return *this = *this + b; }
+};
+template <int L>
+inline vec<L> vzero() {
+  return vec<L>{};
+}
+template <int L>
+inline vec<L> vset(float x) {
+  vec<L> r;
+  for (int l = 0; l < L; ++l) r.v[l] = x;
+  return r;
+}
+#endif
+#if defined(__GNUC__)
+#define TORCHW2V_NOINLINE __attribute__((noinline))
+#else
+#define TORCHW2V_NOINLINE
+#endif
+
+template <int L>
+inline float vsum(vec<L> v) {
+  float s = 0.0f;
+  for (int l = 0; l < L; ++l) s += v[l];
+  return s;
+}
+template <int L>
+inline vec<L> vload(const float* p) {
+  vec<L> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <int L>
+inline void vstore(float* p, vec<L> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// scores[c * NT + t] (+)= the part of <x_c, o_t> over columns [k0, k1), a multiple of L
+// apart. Two contexts at a time when their 2 * NT accumulators fit in registers: each
+// output block loaded then serves both.
+template <int NT, int L>
+void scores_range(float* const* x, int64_t nc, float* const* o, int64_t k0, int64_t k1,
+                  float* scores, bool add) {
+  using V = vec<L>;
+  int64_t c = 0;
+  if constexpr (2 * NT + 3 <= 16) {
+    for (; c + 2 <= nc; c += 2) {
+      const float* x0 = x[c];
+      const float* x1 = x[c + 1];
+      V acc0[NT], acc1[NT];
+      for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = vzero<L>();
+      for (int64_t k = k0; k < k1; k += L) {
+        const V xv0 = vload<L>(x0 + k), xv1 = vload<L>(x1 + k);
+        for (int t = 0; t < NT; ++t) {
+          const V ov = vload<L>(o[t] + k);
+          acc0[t] += xv0 * ov;
+          acc1[t] += xv1 * ov;
+        }
+      }
+      for (int t = 0; t < NT; ++t) {
+        scores[c * NT + t] = (add ? scores[c * NT + t] : 0.0f) + vsum<L>(acc0[t]);
+        scores[(c + 1) * NT + t] = (add ? scores[(c + 1) * NT + t] : 0.0f) + vsum<L>(acc1[t]);
+      }
+    }
+  }
+  for (; c < nc; ++c) {
+    const float* xc = x[c];
+    V acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = vzero<L>();
+    for (int64_t k = k0; k < k1; k += L) {
+      const V xv = vload<L>(xc + k);
+      for (int t = 0; t < NT; ++t) acc[t] += xv * vload<L>(o[t] + k);
+    }
+    for (int t = 0; t < NT; ++t)
+      scores[c * NT + t] = (add ? scores[c * NT + t] : 0.0f) + vsum<L>(acc[t]);
+  }
+}
+
+// scores[c * NT + t] = <x_c, o_t> for every context c and target t.
+template <int NT>
+void scores_fixed(float* const* x, int64_t nc, float* const* o, int64_t d, float* scores) {
+  const int64_t full = d - d % kLanes;
+  scores_range<NT, kLanes>(x, nc, o, 0, full, scores, false);
+  int64_t k = full;
+  if constexpr (kLanes > 4) {
+    if (d - k >= 4) {
+      scores_range<NT, 4>(x, nc, o, k, k + 4, scores, true);
+      k += 4;
+    }
+  }
+  for (; k < d; ++k)
+    for (int64_t c = 0; c < nc; ++c)
+      for (int t = 0; t < NT; ++t) scores[c * NT + t] += x[c][k] * o[t][k];
+}
+
+// Columns [k0, k1) of the update, one column at a time (the last few columns).
+void update_columns(float* const* x, int64_t nc, float* const* o, int64_t nt, int64_t k0,
+                    int64_t k1, const float* g, float* oldx, float* oldo) {
+  for (int64_t k = k0; k < k1; ++k) {
+    for (int64_t c = 0; c < nc; ++c) oldx[c] = x[c][k];
+    for (int64_t t = 0; t < nt; ++t) oldo[t] = o[t][k];
+    for (int64_t c = 0; c < nc; ++c) {
+      float s = 0.0f;
+      for (int64_t t = 0; t < nt; ++t) s += g[c * nt + t] * oldo[t];
+      x[c][k] += s;
+    }
+    for (int64_t t = 0; t < nt; ++t) {
+      float s = 0.0f;
+      for (int64_t c = 0; c < nc; ++c) s += g[c * nt + t] * oldx[c];
+      o[t][k] += s;
+    }
+  }
+}
+
+// Columns [k0, k1) (a multiple of L apart) of the update, given the gradients broadcast
+// in gb (C * NT registers): per block of L columns the NT output values and their NT
+// updates stay in registers, and every row is read once and updated once.
+template <int NT, int L>
+void update_range(float* const* x, int64_t nc, float* const* o, int64_t k0, int64_t k1,
+                  const vec<L>* gb, float* dxbuf) {
+  using V = vec<L>;
+  for (int64_t k = k0; k < k1; k += L) {
+    V ov[NT], dov[NT];
+    for (int t = 0; t < NT; ++t) {
+      ov[t] = vload<L>(o[t] + k);
+      dov[t] = vzero<L>();
+    }
+    for (int64_t c = 0; c < nc; ++c) {
+      const V xv = vload<L>(x[c] + k);
+      const V* gc = gb + c * NT;
+      V dx0 = vzero<L>(), dx1 = vzero<L>();
+      for (int t = 0; t < NT; ++t) {
+        if (t % 2 == 0) dx0 += gc[t] * ov[t];
+        else dx1 += gc[t] * ov[t];
+        dov[t] += gc[t] * xv;
+      }
+      vstore<L>(dxbuf + c * L, dx0 + dx1);
+    }
+    // stores only after every context of the block was read: all updates use old values;
+    // read-modify-write, so a word occurring twice among the contexts (or the targets)
+    // gets the sum of its updates
+    for (int64_t c = 0; c < nc; ++c)
+      vstore<L>(x[c] + k, vload<L>(x[c] + k) + vload<L>(dxbuf + c * L));
+    for (int t = 0; t < NT; ++t) vstore<L>(o[t] + k, vload<L>(o[t] + k) + dov[t]);
+  }
+}
+
+// With g (C, NT): x_c += sum_t g[c,t] o_t and o_t += sum_c g[c,t] x_c, both computed from
+// the values before the call.
+template <int NT>
+void update_fixed(float* const* x, int64_t nc, float* const* o, int64_t d, const float* g,
+                  float* dxbuf, float* oldx, float* oldo) {
+  // needs nc <= 2 * kMaxWindowFixed
+  const int64_t full = d - d % kLanes;
+  vec<kLanes> gb[2 * kMaxWindowFixed * NT];  // gradients broadcast once: loads, no shuffles
+  for (int64_t q = 0; q < nc * NT; ++q) gb[q] = vset<kLanes>(g[q]);
+  update_range<NT, kLanes>(x, nc, o, 0, full, gb, dxbuf);
+  int64_t k = full;
+  if constexpr (kLanes > 4) {
+    if (d - k >= 4) {
+      vec<4> gb4[2 * kMaxWindowFixed * NT];
+      for (int64_t q = 0; q < nc * NT; ++q) gb4[q] = vset<4>(g[q]);
+      update_range<NT, 4>(x, nc, o, k, k + 4, gb4, dxbuf);
+      k += 4;
+    }
+  }
+  if (k < d) update_columns(x, nc, o, NT, k, d, g, oldx, oldo);
+}
+
+// The generic kernels, for any number of targets (HS paths are long) and of contexts. The
+// targets go kTargetBlock at a time, their values in registers, like the fixed kernels' NT.
+constexpr int kTargetBlock = 6;
+
+// out[i] = <x, o[i]> for the TB targets o[0..TB).
+template <int TB>
+void scores_block(const float* x, float* const* o, int64_t d, float* out) {
+  using V = vec<kLanes>;
+  V acc[TB];
+  for (int i = 0; i < TB; ++i) acc[i] = vzero<kLanes>();
+  int64_t k = 0;
+  for (; k + kLanes <= d; k += kLanes) {
+    const V xv = vload<kLanes>(x + k);
+    for (int i = 0; i < TB; ++i) acc[i] += xv * vload<kLanes>(o[i] + k);
+  }
+  for (int i = 0; i < TB; ++i) {
+    float s = vsum<kLanes>(acc[i]);
+    for (int64_t q = k; q < d; ++q) s += x[q] * o[i][q];
+    out[i] = s;
+  }
+}
+
+// scores[c * nt + t] = <x_c, o_t> for every context c and target t.
+void scores_generic(float* const* x, int64_t nc, float* const* o, int64_t nt, int64_t d,
+                    float* scores) {
+  for (int64_t c = 0; c < nc; ++c) {
+    float* sc = scores + c * nt;
+    int64_t t = 0;
+    for (; t + kTargetBlock <= nt; t += kTargetBlock)
+      scores_block<kTargetBlock>(x[c], o + t, d, sc + t);
+    switch (nt - t) {  // the last 1 to kTargetBlock - 1 targets
+      case 5: scores_block<5>(x[c], o + t, d, sc + t); break;
+      case 4: scores_block<4>(x[c], o + t, d, sc + t); break;
+      case 3: scores_block<3>(x[c], o + t, d, sc + t); break;
+      case 2: scores_block<2>(x[c], o + t, d, sc + t); break;
+      case 1: scores_block<1>(x[c], o + t, d, sc + t); break;
+      default: break;
+    }
+  }
+}
+
+// Targets [t0, t0 + TB) of one block of L columns at k: dx_c += sum_t g[c,t] o_t (dx: nc
+// vectors) and dov_t = sum_c g[c,t] x_c (dov: nt vectors), from the values in x and o.
+template <int TB, int L>
+void update_block(float* const* x, int64_t nc, float* const* o, int64_t nt, int64_t t0,
+                  int64_t k, const float* g, float* dx, float* dov) {
+  using V = vec<L>;
+  V ov[TB], acc[TB];
+  for (int i = 0; i < TB; ++i) {
+    ov[i] = vload<L>(o[t0 + i] + k);
+    acc[i] = vzero<L>();
+  }
+  for (int64_t c = 0; c < nc; ++c) {
+    const V xv = vload<L>(x[c] + k);
+    const float* gc = g + c * nt + t0;
+    V dxc = vload<L>(dx + c * L);
+    for (int i = 0; i < TB; ++i) {
+      const V gv = vset<L>(gc[i]);
+      dxc += gv * ov[i];
+      acc[i] += gv * xv;
+    }
+    vstore<L>(dx + c * L, dxc);
+  }
+  for (int i = 0; i < TB; ++i) vstore<L>(dov + (t0 + i) * L, acc[i]);
+}
+
+// Columns [k0, k1) (a multiple of L apart) of the update for any nt and nc. Per block of L
+// columns every product is taken first, the rows written after (read-modify-write, so a word
+// occurring twice gets the sum of its updates): all updates use the values before the call.
+template <int L>
+void update_range_generic(float* const* x, int64_t nc, float* const* o, int64_t nt, int64_t k0,
+                          int64_t k1, const float* g, float* dx, float* dov) {
+  for (int64_t k = k0; k < k1; k += L) {
+    for (int64_t c = 0; c < nc; ++c) vstore<L>(dx + c * L, vzero<L>());
+    int64_t t = 0;
+    for (; t + kTargetBlock <= nt; t += kTargetBlock)
+      update_block<kTargetBlock, L>(x, nc, o, nt, t, k, g, dx, dov);
+    switch (nt - t) {
+      case 5: update_block<5, L>(x, nc, o, nt, t, k, g, dx, dov); break;
+      case 4: update_block<4, L>(x, nc, o, nt, t, k, g, dx, dov); break;
+      case 3: update_block<3, L>(x, nc, o, nt, t, k, g, dx, dov); break;
+      case 2: update_block<2, L>(x, nc, o, nt, t, k, g, dx, dov); break;
+      case 1: update_block<1, L>(x, nc, o, nt, t, k, g, dx, dov); break;
+      default: break;
+    }
+    for (int64_t c = 0; c < nc; ++c)
+      vstore<L>(x[c] + k, vload<L>(x[c] + k) + vload<L>(dx + c * L));
+    for (int64_t q = 0; q < nt; ++q)
+      vstore<L>(o[q] + k, vload<L>(o[q] + k) + vload<L>(dov + q * L));
+  }
+}
+
+// update_fixed for any nt and nc; dx holds nc * kLanes floats, dov nt * kLanes.
+void update_generic(float* const* x, int64_t nc, float* const* o, int64_t nt, int64_t d,
+                    const float* g, float* dx, float* dov, float* oldx, float* oldo) {
+  const int64_t full = d - d % kLanes;
+  update_range_generic<kLanes>(x, nc, o, nt, 0, full, g, dx, dov);
+  int64_t k = full;
+  if constexpr (kLanes > 4) {
+    if (d - k >= 4) {
+      update_range_generic<4>(x, nc, o, nt, k, k + 4, g, dx, dov);
+      k += 4;
+    }
+  }
+  if (k < d) update_columns(x, nc, o, nt, k, d, g, oldx, oldo);
+}
+
+struct Kernels {
+  void (*scores)(float* const*, int64_t, float* const*, int64_t, float*);
+  void (*update)(float* const*, int64_t, float* const*, int64_t, const float*, float*, float*,
+                 float*);
+};
+
+template <int NT>
+constexpr Kernels fixed_kernels() {
+  return {&scores_fixed<NT>, &update_fixed<NT>};
+}
+
+// The fixed kernels by number of targets: kFixed[nt] for nt in 1..kMaxFixedTargets.
+template <int... NTs>
+constexpr std::array<Kernels, kMaxFixedTargets + 1> fixed_kernel_table(
+    std::integer_sequence<int, NTs...>) {
+  return {Kernels{nullptr, nullptr}, fixed_kernels<NTs + 1>()...};
+}
+constexpr auto kFixed = fixed_kernel_table(std::make_integer_sequence<int, kMaxFixedTargets>{});
+
+// The fixed kernels for nt targets, or nulls: then the generic ones.
+inline Kernels kernels_for(int64_t nt) {
+  return nt <= kMaxFixedTargets ? kFixed[nt] : Kernels{nullptr, nullptr};
+}
+
+// x % m for 32-bit x and m without a division (Lemire, Kaser & Kurz 2019): exact.
+struct FastMod {
+  uint64_t m, magic;
+  explicit FastMod(uint64_t divisor) : m(divisor), magic(~uint64_t(0) / divisor + 1) {}
+  inline uint64_t operator()(uint64_t x) const {
+#if defined(__SIZEOF_INT128__)
+    if (m <= 0xFFFFFFFFULL) {
+      const uint64_t low = magic * x;
+      return uint64_t((static_cast<unsigned __int128>(low) * m) >> 64);
+    }
+#endif
+    return x % m;
+  }
+};
+
+// bisect_left(cum_table, r) through a bucket index: bucket b = r >> shift holds the answers
+// for r in [b << shift, (b + 1) << shift), all within [first[b], first[b + 1]], so only a
+// few steps of bisection are left (none for the frequent words that fill whole buckets).
+struct NegativeIndex {
+  const int64_t* cum = nullptr;
+  int64_t vocab = 0;
+  int shift = 0;
+  std::vector<int32_t> first;
+
+  NegativeIndex(const int64_t* cum_table, int64_t v) : cum(cum_table), vocab(v) {
+    const uint64_t end = uint64_t(cum[v - 1]);
+    const uint64_t max_buckets = uint64_t(std::max<int64_t>(2 * v, 1024));
+    while (((end - 1) >> shift) + 1 > max_buckets) ++shift;
+    const uint64_t buckets = ((end - 1) >> shift) + 1;
+    first.resize(buckets + 1);
+    int64_t idx = 0;
+    for (uint64_t b = 0; b <= buckets; ++b) {  // first[b] = bisect_left(cum, b << shift)
+      const uint64_t x = b << shift;
+      while (idx < v - 1 && uint64_t(cum[idx]) < x) ++idx;
+      first[b] = int32_t(idx);
+    }
+  }
+  inline int64_t operator()(uint64_t r) const {
+    const uint64_t b = r >> shift;
+    int64_t a = first[b], e = first[b + 1];
+    while (a < e) {
+      const int64_t mid = (a + e) >> 1;
+      if (uint64_t(cum[mid]) >= r) e = mid; else a = mid + 1;
+    }
+    return a;
+  }
+};
+
+inline void prefetch_row(const float* row, int64_t d) {
+#if defined(__GNUC__)
+  for (int64_t k = 0; k < d; k += 64 / int64_t(sizeof(float))) __builtin_prefetch(row + k, 1, 3);
+#else
+  (void)row;
+  (void)d;
+#endif
+}
+
+// How many centers ahead the rows of a center are prefetched.
+constexpr int64_t kPrefetchAhead = 2;
+
+// What one center word is trained against (see the top of the file): rows[0, ns) are the NS
+// targets (the center word, then its negatives other than the center word), rows[ns, n) the
+// nodes of its Huffman path; label[t] is 1 or 0.
+struct Targets {
+  std::vector<float*> rows;
+  std::vector<float> label;
+  int64_t ns = 0, n = 0;
+
+  explicit Targets(int64_t capacity) : rows(capacity), label(capacity, 0.0f) {}
+
+  void gather(const Problem& p, int64_t center, const int64_t* negs) {
+    const int64_t d = p.dim;
+    n = 0;
+    if (p.negative > 0) {
+      rows[n] = p.syn1neg + center * d;
+      label[n++] = 1.0f;
+      for (int64_t k = 0; k < p.negative; ++k)
+        if (negs[k] != center) {
+          rows[n] = p.syn1neg + negs[k] * d;
+          label[n++] = 0.0f;
+        }
+    }
+    ns = n;
+    if (p.hs) {
+      const int32_t* point = p.points + center * p.depth;
+      const uint8_t* code = p.codes + center * p.depth;
+      for (int64_t l = 0; l < p.lengths[center]; ++l) {
+        rows[n] = p.syn1 + int64_t(point[l]) * d;
+        label[n++] = 1.0f - float(code[l]);
+      }
+    }
+  }
+};
+
+// Per-thread buffers, sized for the widest window (2W contexts) and the most targets.
+struct Scratch {
+  std::vector<float> scores;      // (contexts, targets): scores, then gradients
+  std::vector<float> dx;          // (contexts, kLanes): the kernels' context updates
+  std::vector<float> dov;         // (targets, kLanes): the generic kernel's target updates
+  std::vector<float> oldx, oldo;  // one column of the contexts, of the targets
+  std::vector<float> neu1, neu1e;  // CBOW: (d,) input and its error
+  Scratch(int64_t contexts, int64_t targets, int64_t d)
+      : scores(contexts * targets),
+        dx(contexts * kLanes),
+        dov(targets * kLanes),
+        oldx(contexts),
+        oldo(targets),
+        neu1(d),
+        neu1e(d) {}
+};
+
+// sigmoid(f) from word2vec.c's table; 0 or 1 beyond -+MAX_EXP.
+inline float table_sigmoid(float f) {
+  const float clamped = std::min(std::max(f, -kMaxExp), kMaxExp);
+  const int idx = std::min(int((clamped + kMaxExp) * kExpScale), kExpTableSize - 1);
+  float sig = kSigmoid.v[idx];
+  sig = f >= kMaxExp ? 1.0f : sig;
+  return f <= -kMaxExp ? 0.0f : sig;
+}
+
+// rows x tg.n scores -> gradients (label - sigmoid(score)) * alpha, in place; beyond -+MAX_EXP
+// NS targets saturate (table_sigmoid) and HS nodes are skipped (g = 0).
+void scores_to_gradients(float* scores, int64_t rows, const Targets& tg, float alpha) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* f = scores + r * tg.n;
+    for (int64_t t = 0; t < tg.ns; ++t) f[t] = (tg.label[t] - table_sigmoid(f[t])) * alpha;
+    for (int64_t t = tg.ns; t < tg.n; ++t) {
+      const bool inside = f[t] > -kMaxExp && f[t] < kMaxExp;
+      f[t] = inside ? (tg.label[t] - table_sigmoid(f[t])) * alpha : 0.0f;
+    }
+  }
+}
+
+// Sum over rows x tg.n scores of -log sigmoid(score) (label 1) or -log sigmoid(-score) (label 0).
+// Kept out of train_part: inlined there, it made compute_loss runs of SGNS ~3% slower.
+TORCHW2V_NOINLINE double loss_of(const float* scores, int64_t rows, const Targets& tg) {
+  const float* label = tg.label.data();
+  const int64_t nt = tg.n;
+  double loss = 0.0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t t = 0; t < nt; ++t) {
+      const float f = scores[r * nt + t];
+      loss += kSoftplus(label[t] > 0.0f ? f : -f);
+    }
+  return loss;
+}
+
+// Skip-gram: each of the nc context rows x predicts the targets.
+void train_skipgram(float* const* x, int64_t nc, const Targets& tg, float alpha, const Problem& p,
+                    Scratch& s, Totals& t) {
+  const Kernels fixed = kernels_for(tg.n);
+  float* const* o = tg.rows.data();
+  float* g = s.scores.data();  // (nc, T)
+  if (fixed.scores) fixed.scores(x, nc, o, p.dim, g);
+  else scores_generic(x, nc, o, tg.n, p.dim, g);
+  if (p.compute_loss) t.loss += loss_of(g, nc, tg);
+  scores_to_gradients(g, nc, tg, alpha);
+  if (fixed.update && nc <= 2 * kMaxWindowFixed)
+    fixed.update(x, nc, o, p.dim, g, s.dx.data(), s.oldx.data(), s.oldo.data());
+  else
+    update_generic(x, nc, o, tg.n, p.dim, g, s.dx.data(), s.dov.data(), s.oldx.data(),
+                   s.oldo.data());
+  t.pairs += double(nc);
+}
+
+// CBOW: the sum (or mean) neu1 of the nc context rows x predicts the targets.
+void train_cbow(float* const* x, int64_t nc, const Targets& tg, float alpha, const Problem& p,
+                Scratch& s, Totals& t) {
+  const int64_t d = p.dim;
+  float* neu1 = s.neu1.data();
+  float* __restrict neu1e = s.neu1e.data();
+  const float inv_count = 1.0f / float(nc);
+  std::fill(neu1, neu1 + d, 0.0f);
+  for (int64_t c = 0; c < nc; ++c) {
+    const float* __restrict xc = x[c];
+#pragma omp simd
+    for (int64_t k = 0; k < d; ++k) neu1[k] += xc[k];
+  }
+  if (p.cbow_mean)
+    for (int64_t k = 0; k < d; ++k) neu1[k] *= inv_count;
+
+  const Kernels fixed = kernels_for(tg.n);
+  float* const* o = tg.rows.data();
+  float* g = s.scores.data();  // (1, T)
+  if (fixed.scores) fixed.scores(&neu1, 1, o, d, g);
+  else scores_generic(&neu1, 1, o, tg.n, d, g);
+  if (p.compute_loss) t.loss += loss_of(g, 1, tg);
+  scores_to_gradients(g, 1, tg, alpha);
+
+  std::fill(neu1e, neu1e + d, 0.0f);
+  for (int64_t q = 0; q < tg.n; ++q) {  // neu1e = sum_t g_t o_t, from the old o_t
+    const float* __restrict oq = o[q];
+#pragma omp simd
+    for (int64_t k = 0; k < d; ++k) neu1e[k] += g[q] * oq[k];
+  }
+  for (int64_t q = 0; q < tg.n; ++q) {  // o_t += g_t neu1
+    float* __restrict oq = o[q];
+#pragma omp simd
+    for (int64_t k = 0; k < d; ++k) oq[k] += g[q] * neu1[k];
+  }
+  // with the sum, the error is shared among the contexts; with the mean each gets it whole
+  if (!p.cbow_mean)
+    for (int64_t k = 0; k < d; ++k) neu1e[k] *= inv_count;
+  for (int64_t c = 0; c < nc; ++c) {
+    float* __restrict xc = x[c];
+#pragma omp simd
+    for (int64_t k = 0; k < d; ++k) xc[k] += neu1e[k];
+  }
+  t.pairs += 1.0;
+}
+
+// Train sentences [sent_lo, sent_hi) of the chunk with their own random stream.
+void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_lo, int64_t sent_hi,
+                uint64_t seed, Totals* out) {
+  const int64_t d = p.dim, W = p.window, K = p.negative;
+  const int64_t tok_lo = p.offsets[sent_lo], tok_hi = p.offsets[sent_hi];
+  const double span = tok_hi > tok_lo ? double(tok_hi - tok_lo) : 1.0;
+  const uint64_t table_end = K > 0 ? uint64_t(p.cum_table[p.vocab - 1]) : 1;
+  const FastMod mod_table{table_end}, mod_window{uint64_t(W)};
+  Lcg rng(seed);
+
+  int64_t longest = 1;
+  for (int64_t s = sent_lo; s < sent_hi; ++s)
+    longest = std::max(longest, p.offsets[s + 1] - p.offsets[s]);
+  std::vector<int32_t> kept(longest), reach(longest);
+  std::vector<int64_t> negs(longest * K + 8);  // K per kept position: draws, then words
+  std::vector<float*> in_rows(2 * W);
+  const int64_t max_targets = (K > 0 ? K + 1 : 0) + (p.hs ? p.depth : 0);
+  Targets targets(max_targets);
+  Scratch scratch(2 * W, max_targets, d);
+  Totals t;
+
+  for (int64_t s = sent_lo; s < sent_hi; ++s) {
+    const float alpha = static_cast<float>(
+        p.alpha_start + (p.alpha_end - p.alpha_start) * double(p.offsets[s] - tok_lo) / span);
+    // 1. subsample; 2. per kept position, its reduced window and its negatives' draws
+    int64_t n = 0;
+    for (int64_t q = p.offsets[s]; q < p.offsets[s + 1]; ++q) {
+      const int32_t w = p.ids[q];
+      if (int64_t(rng.next()) < p.sample_int[w]) kept[n++] = w;
+    }
+    t.words += double(n);
+    if (n < 2) continue;  // no contexts; nothing else is drawn for this sentence
+    int64_t ndraws = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      reach[i] = int32_t(p.shrink_windows ? W - int64_t(mod_window(rng.next())) : W);
+      for (int64_t k = 0; k < K; ++k) negs[ndraws++] = int64_t(mod_table(rng.next()));
+    }
+    // 3. negatives = bisect_left(cum_table, draw)
+    for (int64_t q = 0; q < ndraws; ++q) negs[q] = (*negatives)(uint64_t(negs[q]));
+
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + kPrefetchAhead < n) {  // the rows a later center will need first
+        const int64_t a = i + kPrefetchAhead;
+        if (K > 0) prefetch_row(p.syn1neg + int64_t(kept[a]) * d, d);
+        for (int64_t k = 0; k < K; ++k) prefetch_row(p.syn1neg + negs[a * K + k] * d, d);
+        const int64_t j = a + reach[a];
+        if (j < n) prefetch_row(p.syn0 + int64_t(kept[j]) * d, d);
+      }
+      const int64_t lo = std::max<int64_t>(0, i - reach[i]);
+      const int64_t hi = std::min<int64_t>(n, i + reach[i] + 1);
+      const int64_t nc = hi - lo - 1;
+      for (int64_t j = lo, c = 0; j < hi; ++j)
+        if (j != i) in_rows[c++] = p.syn0 + int64_t(kept[j]) * d;
+      targets.gather(p, kept[i], negs.data() + i * K);
+      if (p.sg) train_skipgram(in_rows.data(), nc, targets, alpha, p, scratch, t);
+      else train_cbow(in_rows.data(), nc, targets, alpha, p, scratch, t);
+    }
+  }
+  *out = t;
+}
+
+// The HS tables describe Huffman paths through syn1's rows: shapes, dtypes and ranges.
+void check_huffman(const at::Tensor& points, const at::Tensor& codes, const at::Tensor& lengths,
+                   int64_t V) {
+  TORCH_CHECK(points.scalar_type() == at::kInt && points.dim() == 2 && points.size(0) == V &&
+                  points.is_contiguous(),
+              "train_chunk: points must be a contiguous (V, L) int32 tensor with V=", V, ", got ",
+              points.scalar_type(), " of shape ", points.sizes());
+  TORCH_CHECK(codes.scalar_type() == at::kByte && codes.sizes() == points.sizes() &&
+                  codes.is_contiguous(),
+              "train_chunk: codes must be a contiguous uint8 tensor shaped like points ",
+              points.sizes(), ", got ", codes.scalar_type(), " of shape ", codes.sizes());
+  TORCH_CHECK(lengths.scalar_type() == at::kInt && lengths.dim() == 1 && lengths.numel() == V &&
+                  lengths.is_contiguous(),
+              "train_chunk: lengths must be a contiguous (V,) int32 tensor with V=", V, ", got ",
+              lengths.scalar_type(), " of shape ", lengths.sizes());
+  const int64_t L = points.size(1);
+  const int32_t* pt = points.data_ptr<int32_t>();
+  const uint8_t* cd = codes.data_ptr<uint8_t>();
+  const int32_t* len = lengths.data_ptr<int32_t>();
+  for (int64_t w = 0; w < V; ++w) {
+    TORCH_CHECK(len[w] >= 0 && len[w] <= L, "train_chunk: lengths[", w, "]=", len[w],
+                " is out of range [0, ", L, "]");
+    for (int64_t l = 0; l < len[w]; ++l) {
+      TORCH_CHECK(pt[w * L + l] >= 0 && pt[w * L + l] < V, "train_chunk: points[", w, ", ", l,
+                  "]=", pt[w * L + l], " is out of range [0, ", V, ")");
+      TORCH_CHECK(cd[w * L + l] <= 1, "train_chunk: codes[", w, ", ", l, "]=", int(cd[w * L + l]),
+                  " is not 0 or 1");
+    }
+  }
+}
+
+at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const at::Tensor& syn1,
+                       const at::Tensor& ids, const at::Tensor& offsets,
+                       const at::Tensor& sample_int, const at::Tensor& cum_table,
+                       const at::Tensor& points, const at::Tensor& codes,
+                       const at::Tensor& lengths, int64_t window, int64_t negative, bool hs,
+                       bool sg, bool cbow_mean, bool shrink_windows, double alpha_start,
+                       double alpha_end, int64_t seed, int64_t workers, bool compute_loss) {
+  for (const at::Tensor* t :
+       {&syn0, &syn1neg, &syn1, &ids, &offsets, &sample_int, &cum_table, &points, &codes, &lengths})
+    TORCH_CHECK(t->device().is_cpu(), "train_chunk: all tensors must be on the CPU");
+  TORCH_CHECK(syn0.scalar_type() == at::kFloat && syn0.dim() == 2 && syn0.is_contiguous(),
+              "train_chunk: syn0 must be a contiguous (V, d) float32 tensor, got ",
+              syn0.scalar_type(), " of shape ", syn0.sizes());
+  const int64_t V = syn0.size(0), d = syn0.size(1), N = ids.numel();
+  TORCH_CHECK(V >= 1 && d >= 1, "train_chunk: empty embedding matrix ", syn0.sizes());
+  TORCH_CHECK(negative >= 0, "train_chunk: negative must be >= 0, got ", negative);
+  TORCH_CHECK(negative > 0 || hs, "train_chunk: nothing to train: negative=0 and hs=false");
+  // an output matrix that is not trained (syn1neg when negative == 0, syn1 without hs) is not read
+  auto check_output = [&](const char* name, const at::Tensor& t) {
+    TORCH_CHECK(t.scalar_type() == at::kFloat && t.sizes() == syn0.sizes() && t.is_contiguous(),
+                "train_chunk: ", name, " must be a contiguous float32 tensor of syn0's shape ",
+                syn0.sizes(), ", got ", t.scalar_type(), " of shape ", t.sizes());
+  };
+  if (negative > 0) check_output("syn1neg", syn1neg);
+  if (hs) check_output("syn1", syn1);
+  TORCH_CHECK(ids.scalar_type() == at::kInt && ids.dim() == 1 && ids.is_contiguous(),
+              "train_chunk: ids must be a contiguous 1-D int32 tensor, got ", ids.scalar_type(),
+              " of shape ", ids.sizes());
+  TORCH_CHECK(offsets.scalar_type() == at::kLong && offsets.dim() == 1 &&
+                  offsets.is_contiguous() && offsets.numel() >= 1,
+              "train_chunk: offsets must be a contiguous 1-D int64 tensor of length S+1, got ",
+              offsets.scalar_type(), " of shape ", offsets.sizes());
+  const int64_t S = offsets.numel() - 1;
+  for (const at::Tensor* t : {&sample_int, &cum_table})
+    TORCH_CHECK(t->scalar_type() == at::kLong && t->dim() == 1 && t->is_contiguous() &&
+                    t->numel() == V,
+                "train_chunk: sample_int and cum_table must be contiguous (V,) int64 with V=", V,
+                ", got ", t->scalar_type(), " of shape ", t->sizes());
+  TORCH_CHECK(window >= 1, "train_chunk: window must be >= 1, got ", window);
+  TORCH_CHECK(workers >= 1, "train_chunk: workers must be >= 1, got ", workers);
+
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  TORCH_CHECK(off[0] == 0 && off[S] == N, "train_chunk: offsets must start at 0 and end at ",
+              "len(ids)=", N, ", got ", off[0], " and ", off[S]);
+  for (int64_t s = 0; s < S; ++s)
+    TORCH_CHECK(off[s] <= off[s + 1], "train_chunk: offsets must be non-decreasing (at ", s, ")");
+  const int32_t* idp = ids.data_ptr<int32_t>();
+  int64_t bad = -1;
+  for (int64_t q = 0; q < N; ++q)
+    if (idp[q] < 0 || idp[q] >= V) { bad = q; break; }
+  TORCH_CHECK(bad < 0, "train_chunk: ids[", bad, "]=", bad < 0 ? 0 : idp[bad],
+              " is out of range [0, ", V, ")");
+  const int64_t* cum = cum_table.data_ptr<int64_t>();
+  if (negative > 0) {
+    TORCH_CHECK(cum[V - 1] > 0, "train_chunk: cum_table[-1] must be > 0 to draw negatives");
+    TORCH_CHECK(cum[0] >= 0, "train_chunk: cum_table must be >= 0");
+    for (int64_t v = 1; v < V; ++v)
+      TORCH_CHECK(cum[v - 1] <= cum[v], "train_chunk: cum_table must be non-decreasing (at ", v,
+                  ")");
+  }
+  if (hs) check_huffman(points, codes, lengths, V);
+
+  Problem p{syn0.data_ptr<float>(),
+            negative > 0 ? syn1neg.data_ptr<float>() : nullptr,
+            hs ? syn1.data_ptr<float>() : nullptr,
+            idp,
+            off,
+            sample_int.data_ptr<int64_t>(),
+            cum,
+            hs ? points.data_ptr<int32_t>() : nullptr,
+            hs ? codes.data_ptr<uint8_t>() : nullptr,
+            hs ? lengths.data_ptr<int32_t>() : nullptr,
+            hs ? points.size(1) : 0,
+            V,
+            d,
+            window,
+            negative,
+            hs,
+            sg,
+            cbow_mean,
+            shrink_windows,
+            compute_loss,
+            alpha_start,
+            alpha_end};
+
+  // Split the sentences into `workers` contiguous parts of about equal token counts.
+  const int64_t nw = std::max<int64_t>(1, std::min<int64_t>(workers, std::max<int64_t>(S, 1)));
+  std::vector<int64_t> bounds(nw + 1, S);
+  bounds[0] = 0;
+  for (int64_t w = 1; w < nw; ++w) {
+    const int64_t target = N * w / nw;
+    bounds[w] = std::lower_bound(off, off + S + 1, target) - off;
+    bounds[w] = std::max(bounds[w], bounds[w - 1]);
+  }
+  std::vector<Totals> totals(nw);
+  std::unique_ptr<NegativeIndex> negatives;
+  if (negative > 0) negatives = std::make_unique<NegativeIndex>(cum, V);
+  const uint64_t base = splitmix64(uint64_t(seed));
+  auto seed_of = [&](int64_t w) { return splitmix64(base + uint64_t(w)); };
+  if (nw == 1) {
+    train_part(p, negatives.get(), 0, S, seed_of(0), &totals[0]);
+  } else {
+    std::vector<std::thread> threads;
+    threads.reserve(nw);
+    for (int64_t w = 0; w < nw; ++w)
+      threads.emplace_back(train_part, std::cref(p), negatives.get(), bounds[w], bounds[w + 1],
+                           seed_of(w), &totals[w]);
+    for (auto& th : threads) th.join();
+  }
+
+  at::Tensor result = at::detail::empty_cpu({3}, at::kDouble, /*pin_memory=*/false, std::nullopt);
+  double* r = result.data_ptr<double>();
+  r[0] = r[1] = r[2] = 0.0;
+  for (const Totals& t : totals) {
+    r[0] += t.words;
+    r[1] += t.loss;
+    r[2] += t.pairs;
+  }
+  return result;
+}
+
+}  // namespace
+
+// Returns (words, loss, pairs) as float64; see torchw2v/engines/compiled.py for the arguments.
+TORCH_LIBRARY(torchw2v, m) {
+  m.def(
+      "train_chunk(Tensor(a!) syn0, Tensor(b!) syn1neg, Tensor(c!) syn1, Tensor ids, "
+      "Tensor offsets, Tensor sample_int, Tensor cum_table, Tensor points, Tensor codes, "
+      "Tensor lengths, int window, int negative, bool hs, bool sg, bool cbow_mean, "
+      "bool shrink_windows, float alpha_start, float alpha_end, int seed, int workers, "
+      "bool compute_loss) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(torchw2v, CPU, m) { m.impl("train_chunk", &train_chunk); }
