@@ -80,6 +80,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="skip the first N tokens (whole lines) first, e.g. to train on held-out text",
     )
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--sg", type=int, default=1, choices=(0, 1), help="1 skip-gram, 0 CBOW")
+    parser.add_argument("--hs", type=int, default=0, choices=(0, 1), help="hierarchical softmax")
     parser.add_argument("--vector-size", type=int, default=100)
     parser.add_argument("--window", type=int, default=5)
     parser.add_argument("--negative", type=int, default=5)
@@ -249,8 +251,8 @@ def report(
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     settings = dict(
-        sg=1,
-        hs=0,
+        sg=args.sg,
+        hs=args.hs,
         vector_size=args.vector_size,
         window=args.window,
         negative=args.negative,
