@@ -35,6 +35,15 @@ SETUP_IDS = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tensors here are tiny: extra threads only spin, and crawl on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ----------------------------------------------------------------------------------------
 # Vocabulary and tables from gensim
 # ----------------------------------------------------------------------------------------
