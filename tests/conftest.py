@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "wiki1m.txt.gz"
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "wiki1m.txt.gz"
 HEAD_LINES = 2000
+
+
+@pytest.fixture(scope="session")
+def child_env() -> dict[str, str]:
+    """The environment for a child Python process that imports this checkout's torchw2v,
+    whatever torchw2v is installed."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 @pytest.fixture(scope="session")

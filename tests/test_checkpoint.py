@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -10,10 +11,12 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 from gensim.models.callbacks import CallbackAny2Vec
 
 import torchw2v
+from torchw2v import persistence, trainer
 
 FAST = {"sg": 1, "vector_size": 32, "min_count": 3, "workers": 1, "seed": 5, "device": "cpu"}
 
@@ -59,6 +62,36 @@ def test_resume_trains_only_what_is_left_and_removes_the_checkpoint(small_corpus
     assert resumed.wv.most_similar("city", topn=1)  # trained, finite vectors
 
 
+@pytest.mark.parametrize("engine", ["torch", "compiled"])
+def test_resumed_run_equals_the_uninterrupted_one_bit_for_bit(
+    small_corpus, tmp_path, monkeypatch, engine
+):
+    monkeypatch.setattr(trainer, "CHUNK_WORDS", 4096)  # several chunks an epoch
+    settings = {"engine": engine, "hs": 1}
+    whole = fresh(small_corpus, **settings)
+    whole.train(small_corpus, total_examples=1, epochs=2)
+
+    path, write, writes = tmp_path / "ck.npz", persistence.write_model, itertools.count(1)
+
+    def write_then_crash(*args):
+        write(*args)
+        if next(writes) == 7:  # mid second epoch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(persistence, "write_model", write_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        fresh(small_corpus, **settings).train(
+            small_corpus, total_examples=1, epochs=2, checkpoint=path, checkpoint_every=0
+        )
+    monkeypatch.setattr(persistence, "write_model", write)
+    resumed = fresh(small_corpus, **settings)
+    resumed.train(small_corpus, total_examples=1, epochs=2, checkpoint=path, checkpoint_every=0)
+    for name in ("vectors", "syn1neg", "syn1"):
+        ours = resumed.wv.vectors if name == "vectors" else getattr(resumed, name)
+        theirs = whole.wv.vectors if name == "vectors" else getattr(whole, name)
+        assert np.array_equal(ours, theirs), name
+
+
 def test_checkpoint_of_another_run_is_refused(small_corpus, tmp_path):
     path = tmp_path / "ck.npz"
     crashed = fresh(small_corpus, callbacks=[Crash(at=1)])
@@ -89,20 +122,23 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run_script(script, corpus, checkpoint, out):
+def run_script(script, corpus, checkpoint, out, env):
     return subprocess.Popen(
         [sys.executable, str(script), str(corpus), str(checkpoint), str(out)],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-def test_kill_9_and_resume_reaches_the_quality_of_an_uninterrupted_run(wiki_txt, tmp_path):
+def test_kill_9_and_resume_reaches_the_quality_of_an_uninterrupted_run(
+    wiki_txt, tmp_path, child_env
+):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     checkpoint, killed_out, whole_out = (tmp_path / n for n in ("ck.npz", "a.json", "b.json"))
 
-    victim = run_script(script, wiki_txt, checkpoint, killed_out)
+    victim = run_script(script, wiki_txt, checkpoint, killed_out, child_env)
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -112,8 +148,8 @@ def test_kill_9_and_resume_reaches_the_quality_of_an_uninterrupted_run(wiki_txt,
     victim.wait()
     assert checkpoint.exists() and not killed_out.exists()
 
-    assert run_script(script, wiki_txt, checkpoint, killed_out).wait() == 0
-    assert run_script(script, wiki_txt, tmp_path / "other.npz", whole_out).wait() == 0
+    assert run_script(script, wiki_txt, checkpoint, killed_out, child_env).wait() == 0
+    assert run_script(script, wiki_txt, tmp_path / "other.npz", whole_out, child_env).wait() == 0
     resumed, whole = json.loads(killed_out.read_text()), json.loads(whole_out.read_text())
     assert not checkpoint.exists()
     assert whole["analogy"] > 0.01 and whole["ws353"] > 0.1  # the yardstick learnt something

@@ -12,7 +12,7 @@ import pytest
 import torch
 from gensim.models import Word2Vec as GensimWord2Vec
 
-from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables
+from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
 from torchw2v.engines.torch_engine import UINT32_RANGE, TorchEngine
 
 KEEP_ALL = 2**32  # subsampling keeps a word when a uniform uint32 is below its threshold
@@ -96,11 +96,12 @@ def encode(model: GensimWord2Vec, sentences: list[list[str]]) -> tuple[np.ndarra
 
 
 def engine_negatives(seed, device, n, batch, negative, cum_table) -> list[np.ndarray]:
-    """The negatives the engine draws: its stream with subsampling first, then per batch.
+    """The negatives the engine draws in its first chunk: its stream with subsampling first,
+    then per batch.
 
     Valid with ``shrink_windows=False`` (otherwise window draws come before each batch's).
     """
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(chunk_seed(seed, 0) % 2**64)
     torch.randint(UINT32_RANGE, (n,), generator=gen, device=device)  # subsampling
     table = torch.from_numpy(cum_table.astype(np.int64)).to(device)
     negatives = []

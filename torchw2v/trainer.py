@@ -76,8 +76,9 @@ class Trainer:
         The training corpus as ids.
     device : torch.device
         Where the engine's tensors live; the corpus is moved there once.
-    chunk_words : int
-        Tokens handed to the engine per call; sets how often progress and rates update.
+    chunk_words : int, optional
+        Tokens handed to the engine per call (default ``CHUNK_WORDS``); sets how often
+        progress, rates and checkpoints update.
     """
 
     def __init__(
@@ -85,13 +86,18 @@ class Trainer:
         engine: Engine,
         corpus: EncodedCorpus,
         device: torch.device,
-        chunk_words: int = CHUNK_WORDS,
+        chunk_words: int | None = None,
     ):
         self.engine = engine
         self.corpus = corpus
         self.ids = torch.from_numpy(corpus.ids).to(device)
         self.offsets = torch.from_numpy(corpus.offsets)
-        self.bounds = chunk_bounds(corpus.offsets, chunk_words)
+        self.bounds = chunk_bounds(corpus.offsets, chunk_words or CHUNK_WORDS)
+
+    @property
+    def chunks_per_epoch(self) -> int:
+        """How many chunks one pass over the corpus takes."""
+        return len(self.bounds) - 1
 
     def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """Each chunk's ids, offsets from zero, and its first token's position in the corpus."""

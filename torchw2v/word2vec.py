@@ -497,7 +497,9 @@ class Word2Vec:
             A file to save training progress to (weights, epoch and position), atomically,
             every ``checkpoint_every`` seconds. If it exists when ``train`` starts, training
             resumes from it, so running the same script again after a crash or a kill goes
-            on where the last checkpoint left off. It is deleted when ``train`` completes.
+            on where the last checkpoint left off, with the random streams of the
+            uninterrupted run (with ``workers=1`` the result is bit for bit the same). It is
+            deleted when ``train`` completes.
         checkpoint_every : float
             Seconds between checkpoints.
 
@@ -537,8 +539,10 @@ class Word2Vec:
 
         schedule = Schedule(epochs, start_alpha, end_alpha)
         start = self._resume(checkpoint, schedule, corpus) if checkpoint else None
-        resumed_chunks = start.epoch * 1_000_003 + start.chunk if start else 0
-        engine = self._make_engine(self.seed + self.train_count + resumed_chunks)
+        engine = self._make_engine(self.seed + self.train_count)
+        trainer = Trainer(engine, corpus, self.device)
+        if start:
+            engine.calls = start.epoch * trainer.chunks_per_epoch + start.chunk
         logger.info(
             "training model with %i workers on %i vocabulary and %i features, using sg=%s "
             "hs=%s sample=%s negative=%s window=%s shrink_windows=%s on %s with the %s engine",
@@ -559,7 +563,7 @@ class Word2Vec:
         for callback in self.callbacks:
             callback.on_train_begin(self)
         saver = checkpoint and _Checkpointer(self, checkpoint, checkpoint_every, schedule, corpus)
-        reports = Trainer(engine, corpus, self.device).run(
+        reports = trainer.run(
             schedule,
             on_epoch_begin=self._on_epoch_begin,
             on_epoch_end=lambda report: self._on_epoch_end(report, start_alpha),

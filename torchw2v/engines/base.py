@@ -13,6 +13,28 @@ from typing import Protocol
 
 import torch
 
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """splitmix64 of ``x`` (mod 2**64): decorrelates the per-chunk seeds."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def chunk_seed(seed: int, call: int) -> int:
+    """The seed of the ``call``-th chunk (0-based) of an engine seeded with ``seed``.
+
+    Every engine draws a chunk's randomness (subsampling, windows, negatives) from a stream
+    seeded with this value, so ``(seed, call)`` is an engine's whole random state: a run
+    resumed at chunk ``call`` draws what the uninterrupted run drew. A signed 64-bit value,
+    as the C++ op's ``int`` argument takes.
+    """
+    x = _mix((_mix(seed & _MASK64) + call) & _MASK64)
+    return x - (1 << 64) if x >= 1 << 63 else x
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -107,7 +129,13 @@ class Engine(Protocol):
     ``config.negative == 0``) and ``syn1`` (hierarchical-softmax output vectors, ``(V, d)``
     when ``config.hs``, else ``None``) are float32 tensors on the engine's device, updated in
     place by ``train_chunk``.
+
+    ``calls`` counts the chunks trained so far; the ``calls``-th chunk draws its randomness
+    from a stream seeded with ``chunk_seed(config.seed, calls)``. Setting it resumes the
+    random streams of an interrupted run.
     """
+
+    calls: int
 
     def train_chunk(
         self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float

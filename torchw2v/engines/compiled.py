@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .base import ChunkStats, EngineConfig, SamplingTables
+from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ SOURCE = Path(__file__).resolve().parent / "csrc" / "word2vec_cpu.cpp"
 EXTENSION_NAME = "torchw2v_cpu"
 DISABLE_ENV = "TORCHW2V_DISABLE_COMPILED"
 """Set to a non-empty value other than ``0`` to never build or use the compiled op."""
-_MASK64 = (1 << 64) - 1
 
 
 def _host_tag() -> str:
@@ -166,23 +165,6 @@ def is_available() -> bool:
         logger.debug("torchw2v: compiled CPU engine build failure:\n%s", reason)
         return False
     return True
-
-
-def _mix(x: int) -> int:
-    """splitmix64 of ``x`` (mod 2**64): decorrelates the per-chunk seeds."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def chunk_seed(seed: int, call: int) -> int:
-    """The op's seed for the ``call``-th chunk (0-based) of an engine seeded with ``seed``.
-
-    A signed 64-bit value, as the op's ``int`` argument takes.
-    """
-    x = _mix((_mix(seed & _MASK64) + call) & _MASK64)
-    return x - (1 << 64) if x >= 1 << 63 else x
 
 
 def _check_matrix(name: str, t: torch.Tensor) -> None:

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .base import ChunkStats, EngineConfig, SamplingTables
+from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
 
 UINT32_RANGE = 2**32
 # Updates within a batch are computed from the same (stale) vectors and summed. A frequent
@@ -91,7 +91,7 @@ class TorchEngine:
         device = syn0.device
         self.batch_centers = batch_centers or (HS_BATCH_CENTERS if config.hs else BATCH_CENTERS)
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(config.seed)
+        self.calls = 0
         w = config.window
         self.window_offsets = torch.cat([torch.arange(-w, 0), torch.arange(1, w + 1)]).to(device)
         labels = torch.zeros(config.negative + 1, device=device)
@@ -106,6 +106,8 @@ class TorchEngine:
     def train_chunk(
         self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
     ) -> ChunkStats:
+        self.generator.manual_seed(chunk_seed(self.config.seed, self.calls) % 2**64)
+        self.calls += 1
         words, starts, ends = self._subsample(ids, offsets)
         n = words.numel()
         totals = torch.zeros(2, dtype=torch.float64, device=words.device)  # pairs, loss
