@@ -8,6 +8,7 @@ process, which is faster. Corpora are small and trained for one epoch with skip-
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 
 import torchw2v
-from torchw2v import cli
+from torchw2v import cli, persistence, trainer
 from torchw2v.cli import main
 from torchw2v.compare import BOTH, METRICS, PAIRED_METRICS, figure_class, usable_cores
 
@@ -117,7 +118,6 @@ def test_train_passes_word2vec_c_defaults_and_unbuilt_options_fail_in_one_line(
     assert status != 0
     assert_one_error_line(capsys.readouterr().err)
     assert Refused.settings == {
-        "corpus_file": str(corpus),
         "sg": 1 if flags == ["-cbow", "0"] else 0,
         "hs": 0,
         "negative": 5,
@@ -131,6 +131,30 @@ def test_train_passes_word2vec_c_defaults_and_unbuilt_options_fail_in_one_line(
         "device": None,
     }
     assert not (tmp_path / "v.txt").exists()
+
+
+def test_train_resumes_from_its_checkpoint(corpus, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(trainer, "CHUNK_WORDS", 8192)  # several chunks an epoch
+    vectors, checkpoint = tmp_path / "v.txt", tmp_path / "ck.npz"
+    args = ["train", "-train", str(corpus), "-output", str(vectors), *FAST, "-iter", "2"]
+    args += ["-checkpoint", str(checkpoint), "-checkpoint-every", "0"]
+    write, writes = persistence.write_model, iter(range(1, 100))
+
+    def write_then_crash(*written):
+        write(*written)
+        if next(writes) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(persistence, "write_model", write_then_crash)
+    assert main(args) == 130
+    assert checkpoint.is_file() and not vectors.exists()
+
+    monkeypatch.setattr(persistence, "write_model", write)
+    with caplog.at_level(logging.INFO, logger="torchw2v.word2vec"):
+        assert main(args) == 0
+    assert any("resuming from" in record.getMessage() for record in caplog.records)
+    assert not checkpoint.exists()
+    assert len(KeyedVectors.load_word2vec_format(str(vectors))) > 1000
 
 
 # ------------------------------------------------------------------ evaluate
@@ -239,6 +263,7 @@ TRAIN = ["train", "-train", "{corpus}", "-output", "{tmp}/v.txt"]
         (["train", "-train", "{corpus}", "-output", "{tmp}/no/folder/v.txt", *FAST], "no/folder"),
         (["train", "-train", "{corpus}", "-output", "{tmp}", *FAST], "-output"),
         ([*TRAIN, *FAST, "-save-model", "{tmp}/no/m.npz"], "-save-model"),
+        ([*TRAIN, *FAST, "-checkpoint", "{tmp}/no/ck.npz"], "-checkpoint"),
         ([*TRAIN, *FAST, "-device", "tpu"], "tpu"),
         ([*TRAIN, *FAST, "-size", "0"], "vector_size"),
         (["evaluate", "{tmp}/missing.vec"], "missing.vec"),

@@ -127,6 +127,21 @@ def build_parser() -> Parser:
     train.add_argument(
         "-save-model", "--save-model", metavar="PATH", help="also save the whole model (.npz)"
     )
+    train.add_argument(
+        "-checkpoint",
+        "--checkpoint",
+        metavar="PATH",
+        help="save training progress here; if it exists, resume from it (run the same "
+        "command again after a crash or a kill); deleted when training completes",
+    )
+    train.add_argument(
+        "-checkpoint-every",
+        "--checkpoint-every",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds between checkpoints (600)",
+    )
     train.set_defaults(run=_train)
 
     scores = commands.add_parser(
@@ -235,7 +250,17 @@ def _train(args: argparse.Namespace) -> None:
     _check_writable(args.output, "-output")
     if args.save_model:
         _check_writable(args.save_model, "-save-model")
-    model = Word2Vec(corpus_file=args.train, **_settings(args))
+    if args.checkpoint:
+        _check_writable(args.checkpoint, "-checkpoint")
+    model = Word2Vec(**_settings(args))
+    model.build_vocab(corpus_file=args.train)
+    model.train(
+        corpus_file=args.train,
+        total_examples=model.corpus_count,
+        total_words=model.corpus_total_words,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+    )
     model.wv.save_word2vec_format(args.output, binary=bool(args.binary))
     logger.info("wrote %i vectors of %i dimensions to %s", *model.wv.vectors.shape, args.output)
     if args.save_model:
