@@ -2,8 +2,9 @@
 
 - ``"torch"``: vectorised torch ops, any device (:mod:`.torch_engine`).
 - ``"compiled"``: the fast engine of the device: on CPU a C++ op running Hogwild threads
-  (:mod:`.compiled`); on CUDA a fused Triton kernel, one launch per chunk
-  (:mod:`.triton_engine`, skip-gram negative sampling).
+  (:mod:`.compiled`); on CUDA a fused Triton kernel launched over each chunk
+  (:mod:`.triton_engine`). Both train every objective: skip-gram or CBOW with negative
+  sampling, hierarchical softmax or both.
 - ``"auto"``: ``"compiled"`` when it is available for the device and the settings, else
   ``"torch"`` (with one warning giving the reason when the compiled engine cannot be used).
 
@@ -60,7 +61,7 @@ def create_engine(
         ``"compiled"`` was asked for and the C++ op cannot be built (CPU), or triton cannot
         be imported (CUDA).
     """
-    kind = choose_engine(name, syn0.device, config)
+    kind = choose_engine(name, syn0.device)
     if kind == "triton":
         from .triton_engine import TritonEngine
 
@@ -72,19 +73,26 @@ def create_engine(
     return TorchEngine(syn0, syn1neg, tables, config, syn1=syn1)
 
 
-def choose_engine(name: str, device: torch.device, config: EngineConfig) -> str:
+def choose_engine(name: str, device: torch.device) -> str:
     """Which engine ``name`` means on ``device``: ``"torch"``, ``"compiled"`` or ``"triton"``.
 
     On CPU, ``"compiled"`` is the C++ op (``"auto"`` takes it when it builds). On CUDA it is
-    the fused Triton kernel, which trains skip-gram with negative sampling; ``"auto"`` takes
-    it for those settings when triton imports, and otherwise falls back to the torch engine
-    (with one warning naming the reason when triton is missing or disabled).
+    the fused Triton kernel, which trains every objective (skip-gram or CBOW; negative
+    sampling, hierarchical softmax or both); ``"auto"`` takes it when triton imports, and
+    otherwise falls back to the torch engine (with one warning naming the reason when triton
+    is missing or disabled).
+
+    Parameters
+    ----------
+    name : {"auto", "torch", "compiled"}
+        The engine asked for.
+    device : torch.device
+        Where the tensors live.
 
     Raises
     ------
     ValueError
-        ``name`` is unknown; or ``"compiled"`` on a device other than CPU and CUDA, or on
-        CUDA with settings the Triton kernel does not train (CBOW, hierarchical softmax).
+        ``name`` is unknown, or ``"compiled"`` on a device other than CPU and CUDA.
     RuntimeError
         ``"compiled"`` on CUDA where triton cannot be imported or is disabled.
     """
@@ -99,14 +107,6 @@ def choose_engine(name: str, device: torch.device, config: EngineConfig) -> str:
     if device.type != "cuda":
         if name == "compiled":
             raise ValueError(f"the compiled engines run on CPU or CUDA; got device {device}")
-        return "torch"
-    if not (config.sg and not config.hs and config.negative > 0):
-        if name == "compiled":
-            raise ValueError(
-                "the compiled CUDA engine (a Triton kernel) trains skip-gram with negative "
-                f"sampling only (sg=1, hs=0, negative>0), got sg={int(config.sg)}, "
-                f"hs={int(config.hs)}, negative={config.negative}; use engine='torch' or 'auto'"
-            )
         return "torch"
     reason = triton_unavailable_reason()
     if reason is None:

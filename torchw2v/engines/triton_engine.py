@@ -1,35 +1,62 @@
-"""The fused GPU engine: skip-gram negative sampling as one Triton kernel launch per chunk.
+"""The fused GPU engine: word2vec as Triton kernel launches over a chunk.
 
-A chunk is trained in two steps:
+It trains every objective of the compiled CPU engine (:mod:`.compiled`): skip-gram or CBOW
+(``cbow_mean`` either way) with negative sampling, hierarchical softmax or both. A chunk is
+trained in two steps:
 
 1. **Preparation** (:func:`prepare_chunk`, a few torch ops on the device, per chunk): drop
    frequent words (subsampling), compact the kept ids and give each kept position the bounds
-   of its sentence among the kept words, draw each center's reduced window and its ``K``
-   negatives (``searchsorted`` in the unigram table). Nothing here is per pair, and nothing is
-   kept from one chunk to the next.
-2. **One kernel launch** (:func:`_sgns_kernel`): program ``p`` trains the ``G`` consecutive
-   kept positions ``[p * G, p * G + G)`` as centers. It gathers on chip the ``syn0`` rows of
-   every position that can be a context of those centers (``ROWS`` = the centers and ``window``
-   positions either side) and the ``syn1neg`` rows of every center's ``1 + K`` targets (the
-   center word, label 1, then its negatives, label 0; ``COLS = G * (1 + K)`` columns), takes
-   all their dot products as one ``(ROWS, COLS)`` matrix product, masks the pairs that are not
-   (context, center) pairs of a window, and applies
+   of its sentence among the kept words, draw each center's reduced window and, with negative
+   sampling, its ``K`` negatives (``searchsorted`` in the unigram table). Nothing here is per
+   pair, and nothing is kept from one chunk to the next.
+2. **The kernel** (:func:`_w2v_kernel`, one launch per chunk, or a few, see below): program
+   ``p`` trains ``G`` consecutive kept positions as centers. It gathers on chip the ``syn0``
+   rows of every position that can be a context of those centers (``ROWS`` = the centers and
+   ``window`` positions either side) and, per output table, the rows of every center's
+   targets as columns (center, target):
 
-   - ``grad = (label - sigmoid(score)) * alpha`` on the valid pairs, 0 elsewhere;
-   - ``syn0[context] += grad @ syn1neg[targets]`` and ``syn1neg[targets] += grad.T @ syn0[ctx]``
+   - negative sampling: in ``syn1neg``, the center word (label 1) and its negatives (label 0),
+     ``G * (1 + K)`` columns;
+   - hierarchical softmax: in ``syn1``, the inner nodes of the center word's Huffman path
+     (label ``1 - code``), ``G * L`` columns for the deepest path ``L``, the columns past a
+     word's own path masked.
 
-   with ``tl.atomic_add``: a word occurring twice in a program gets the sum of its updates, and
-   no update is lost when programs touch the same rows at once (Hogwild: rows are read without
-   locks, so a program may read a row another program is updating, as word2vec.c's threads do).
+   It takes all (row, column) dot products as one ``(ROWS, COLS)`` matrix product per table,
+   masks the entries whose row is not a context of the column's center, and turns the scores
+   into two weight matrices ``A`` and ``B`` of the same shape (:func:`_gradients`):
 
-Semantics are those of the compiled CPU op's skip-gram negative sampling (:mod:`.compiled`):
-gensim's direction (the context word's input vector predicts the center word's output vector),
-negatives shared by all contexts of a center (Ji et al., 2016), a negative equal to its center
-skipped, word2vec.c's sigmoid saturation at +-6, windows never crossing a sentence. The
-differences: the ``G`` centers of a program are one mini-batch (their updates are computed
-from the same values, then summed); the sigmoid is computed, not looked up in word2vec.c's
-1000-entry table; the learning rate decays linearly over the chunk's kept words, not per
-sentence; and the random streams are torch's, not word2vec.c's LCG.
+   - skip-gram: every (context, column) entry is a prediction of its own, and
+     ``A = B = (label - sigmoid(score)) * alpha``;
+   - CBOW: a column predicts from ``neu1``, the sum (or mean) of its center's contexts, so its
+     score ``neu1 . out`` is the weighted sum of its column of scores; its gradient ``g`` moves
+     the output row by ``g * neu1`` (``B = g`` times the weights of ``neu1``) and every
+     context by ``g * out`` (``A = g``, divided by the number of contexts with the sum, as
+     gensim does).
+
+   Then ``syn0[rows] += A @ out[cols]`` and ``out[cols] += B.T @ syn0[rows]``, with
+   ``tl.atomic_add``: a word occurring twice in a program gets the sum of its updates, and no
+   update is lost when programs touch the same rows at once (Hogwild: rows are read without
+   locks, so a program may read a row another program is updating, as word2vec.c's threads
+   do).
+
+Semantics are those of the compiled CPU op: gensim's direction (the input side predicts the
+center word's output rows), negatives shared by all contexts of a center (Ji et al., 2016), a
+negative equal to its center skipped, word2vec.c's sigmoid saturation at +-6 for negative
+sampling, a Huffman node with a score beyond +-6 not trained (as word2vec.c and gensim skip
+it), the loss summed exactly over every target, windows never crossing a sentence; with both
+objectives a center is trained against both lists at once, from the same values (gensim runs
+hierarchical softmax first, then negative sampling). The differences: the ``G`` centers of a
+program are one mini-batch (their updates are computed from the same values, then summed); the
+sigmoid is computed, not looked up in word2vec.c's 1000-entry table; the learning rate decays
+linearly over the chunk's kept words, not per sentence; and the random streams are torch's,
+not word2vec.c's LCG.
+
+Every Huffman path starts at the root, so every center updates the top nodes of the tree, and
+programs running at the same time read those rows before each other's updates land: a
+mini-batch as large as the centers in flight. The torch engine measured hierarchical softmax
+diverging at batches of 1024 centers and training as sequential SGD does at 256
+(:data:`.torch_engine.HS_BATCH_CENTERS`), so with hierarchical softmax a chunk is trained in
+launches of at most ``HS_CENTERS_PER_LAUNCH`` centers, one after the other.
 
 The random draws come from a ``torch.Generator`` on the device, reseeded for every chunk from
 ``(config.seed, chunk index)``: a run with a fixed seed draws the same kept words, windows and
@@ -48,16 +75,18 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .base import ChunkStats, EngineConfig, SamplingTables
-from .compiled import chunk_seed
+from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
+from .torch_engine import HS_BATCH_CENTERS
 
 UINT32_RANGE = 2**32
 MAX_EXP = 6.0
 """word2vec.c's MAX_EXP: above it the sigmoid is 1, below its negative 0."""
 # Launch defaults, chosen from the compiled kernel's resources (sm_90, Triton 3.9, d=100,
 # window 5, K=5), not yet from timings: 5 centers per program fill a 16 x 32 tile (15 context
-# rows, 30 target columns) and the kernel takes about 106 registers per thread with no
-# spills; 21 centers (32 x 128) or 32-component steps need 255 registers and spill.
+# rows, 30 target columns) and the kernel takes about 102 registers per thread (skip-gram;
+# CBOW 108) with no spills; 21 centers (32 x 128) or 32-component steps need 255 registers
+# and spill. With hierarchical softmax and a Huffman depth of 20 to 40, one center per
+# program takes 104 to 136 registers, 140 to 182 with negative sampling beside it.
 TARGET_COLUMNS = 32
 """About this many (center, target) columns per program: sets the centers per program."""
 BLOCK_D = 16
@@ -68,6 +97,8 @@ DOT_PRECISION = "ieee"
 ``"tf32"`` uses tensor cores with 10-bit mantissas (fewer registers, less accurate);
 ``"tf32x3"`` three TF32 products, about float32's accuracy. The interpreter computes float32
 whatever this says."""
+HS_CENTERS_PER_LAUNCH = HS_BATCH_CENTERS
+"""With hierarchical softmax, the most centers one launch trains (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +115,8 @@ class PreparedChunk:
     reach : torch.Tensor
         ``(M,)`` int32 effective window of each center, in ``1..window``.
     negatives : torch.Tensor
-        ``(M, K)`` int32 negatives of each center, shared by all of its contexts.
+        ``(M, K)`` int32 negatives of each center, shared by all of its contexts; ``(M, 0)``
+        without negative sampling.
     """
 
     words: torch.Tensor
@@ -104,16 +136,20 @@ class LaunchShape:
         ``G``, consecutive centers per program.
     rows : int
         Context rows per program: ``G + 2 * window`` rounded up to a power of two (>= 16).
-    cols : int
-        (center, target) columns per program: ``G * (1 + K)`` rounded up to a power of two
-        (>= 16).
+    ns_cols : int
+        Negative-sampling (center, target) columns per program: ``G * (1 + K)`` rounded up to
+        a power of two (>= 16); 0 without negative sampling.
+    hs_cols : int
+        Hierarchical-softmax (center, node) columns per program: ``G * L`` for the deepest
+        Huffman path ``L``, rounded up to a power of two (>= 16); 0 without it.
     block_d : int
         Vector components per loop step (a power of two >= 16).
     """
 
     centers: int
     rows: int
-    cols: int
+    ns_cols: int
+    hs_cols: int
     block_d: int
 
 
@@ -121,6 +157,7 @@ def launch_shape(
     window: int,
     negative: int,
     dim: int,
+    depth: int = 0,
     centers: int | None = None,
     block_d: int = BLOCK_D,
 ) -> LaunchShape:
@@ -129,7 +166,9 @@ def launch_shape(
     Parameters
     ----------
     window, negative, dim : int
-        The model's window, negatives per center and vector size.
+        The model's window, negatives per center (0: no negative sampling) and vector size.
+    depth : int
+        Nodes of the deepest Huffman path with hierarchical softmax; 0 without it.
     centers : int, optional
         Centers per program; by default as many as fill ``TARGET_COLUMNS`` columns.
     block_d : int
@@ -139,15 +178,20 @@ def launch_shape(
     -------
     LaunchShape
     """
-    targets = negative + 1
+    ns_targets = negative + 1 if negative > 0 else 0
+    targets = max(1, ns_targets + depth)
     g = centers if centers is not None else max(1, TARGET_COLUMNS // targets)
     if g < 1:
         raise ValueError(f"centers per program must be >= 1, got {g}")
-    # tl.dot needs every block dimension >= 16
+
+    def block(n: int) -> int:  # tl.dot needs every block dimension >= 16
+        return max(16, triton.next_power_of_2(n))
+
     return LaunchShape(
         centers=g,
-        rows=max(16, triton.next_power_of_2(g + 2 * window)),
-        cols=max(16, triton.next_power_of_2(g * targets)),
+        rows=block(g + 2 * window),
+        ns_cols=block(g * ns_targets) if ns_targets else 0,
+        hs_cols=block(g * depth) if depth else 0,
         block_d=max(16, min(triton.next_power_of_2(block_d), triton.next_power_of_2(dim))),
     )
 
@@ -171,74 +215,40 @@ def _rows(table_ptr, rows, row_mask, d0, D, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
-def _pair_mask(pos, center, col_ok, starts_ptr, ends_ptr, reach_ptr):
+def _windows(pos, center, col_in, starts_ptr, ends_ptr, reach_ptr):
     """Which (row, column) entries are (context, center) pairs of a window.
 
     ``pos`` is ``(ROWS,)`` kept positions, ``center`` ``(COLS,)`` the center position of
-    each column and ``col_ok`` ``(COLS,)`` the columns that hold a real target. Returns a
+    each column and ``col_in`` ``(COLS,)`` the columns of a center of this program. Returns a
     ``(ROWS, COLS)`` mask: the row is within the center's reduced window, is not the center
     itself, and lies in the center's sentence.
     """
-    start = tl.load(starts_ptr + center, mask=col_ok, other=0)  # (COLS,)
-    end = tl.load(ends_ptr + center, mask=col_ok, other=0)  # (COLS,)
-    reach = tl.load(reach_ptr + center, mask=col_ok, other=0)  # (COLS,)
+    start = tl.load(starts_ptr + center, mask=col_in, other=0)  # (COLS,)
+    end = tl.load(ends_ptr + center, mask=col_in, other=0)  # (COLS,)
+    reach = tl.load(reach_ptr + center, mask=col_in, other=0)  # (COLS,)
     dist = pos[:, None] - center[None, :]  # (ROWS, COLS)
     in_window = (dist != 0) & (dist <= reach[None, :]) & (-dist <= reach[None, :])
     in_sentence = (pos[:, None] >= start[None, :]) & (pos[:, None] < end[None, :])
-    return in_window & in_sentence & col_ok[None, :]
+    return in_window & in_sentence & col_in[None, :]
 
 
 @triton.jit
-def _gradient(scores, label, alpha, pair, MAX_EXP: tl.constexpr):
-    """``(label - sigmoid(score)) * alpha`` on the pairs, 0 elsewhere: ``(ROWS, COLS)``.
-
-    The sigmoid saturates to 1 at ``MAX_EXP`` and to 0 at ``-MAX_EXP``, as in word2vec.c.
-    """
-    sig = tl.sigmoid(tl.minimum(tl.maximum(scores, -MAX_EXP), MAX_EXP))
-    sig = tl.where(scores >= MAX_EXP, 1.0, tl.where(scores <= -MAX_EXP, 0.0, sig))
-    return tl.where(pair, (label[None, :] - sig) * alpha[None, :], 0.0)
-
-
-@triton.jit
-def _loss(scores, label, pair):
-    """Summed ``-log sigmoid(+-score)`` over the pairs (sign + for the center, - for negatives)."""
-    z = tl.where(label[None, :] > 0, scores, -scores)  # (ROWS, COLS)
-    softplus = tl.maximum(-z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z)))  # -log sigmoid(z)
-    return tl.sum(tl.sum(tl.where(pair, softplus, 0.0), axis=1), axis=0)
-
-
-@triton.jit
-def _sgns_kernel(
-    syn0_ptr,  # (V, D) float32, input vectors, updated in place
-    syn1neg_ptr,  # (V, D) float32, output vectors, updated in place
-    words_ptr,  # (M,) int32 kept ids
-    starts_ptr,  # (M,) int32 sentence start of each kept position
-    ends_ptr,  # (M,) int32 sentence end of each kept position
-    reach_ptr,  # (M,) int32 reduced window of each center
-    negatives_ptr,  # (M, T - 1) int32 negatives of each center
-    partials_ptr,  # (P, 2) float32 out: this program's loss and pairs
+def _ns_columns(
+    words_ptr,
+    negatives_ptr,
+    first,
     M,
-    D,
-    window,
-    alpha_start,  # learning rate at kept position 0 ...
-    alpha_step,  # ... and its change per kept position
-    T: tl.constexpr,  # targets per center: 1 + K
+    T: tl.constexpr,
     CENTERS: tl.constexpr,
-    ROWS: tl.constexpr,
     COLS: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    COMPUTE_LOSS: tl.constexpr,
-    MAX_EXP: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,  # "ieee", "tf32x3" or "tf32"
 ):
-    pid = tl.program_id(0)
-    first = pid * CENTERS
-    # rows: the kept positions that can be contexts of this program's centers
-    pos = first - window + tl.arange(0, ROWS)  # (ROWS,)
-    row_in = (pos >= 0) & (pos < M)
-    row_words = tl.load(words_ptr + pos, mask=row_in, other=0)  # (ROWS,)
+    """Negative-sampling columns: column ``g * T + t`` is center ``first + g``'s target ``t``.
 
-    # columns: (center g, target t); t = 0 is the center word (label 1), t > 0 its negatives
+    Target 0 is the center word (label 1), targets ``1..T-1`` its negatives (label 0). Returns,
+    each ``(COLS,)``: the center's position, whether it is a center of this program, the
+    ``syn1neg`` row, the label, whether the column is trained (a negative equal to its center
+    word is not, as in gensim) and whether it is its center's first column.
+    """
     col = tl.arange(0, COLS)
     g = col // T
     t = col % T
@@ -247,45 +257,291 @@ def _sgns_kernel(
     center_words = tl.load(words_ptr + center, mask=col_in, other=0)  # (COLS,)
     neg_ptrs = negatives_ptr + center.to(tl.int64) * (T - 1) + (t - 1)
     negs = tl.load(neg_ptrs, mask=col_in & (t > 0), other=0)  # (COLS,)
-    targets = tl.where(t == 0, center_words, negs)  # (COLS,)
-    col_ok = col_in & ((t == 0) | (negs != center_words))  # gensim skips a negative == center
-    pair = _pair_mask(pos, center, col_ok, starts_ptr, ends_ptr, reach_ptr)  # (ROWS, COLS)
-    used = pair.to(tl.int32)
-    row_used = tl.max(used, axis=1) > 0  # (ROWS,) rows that are a context of some center
-    col_used = tl.max(used, axis=0) > 0  # (COLS,) targets of centers with a context
+    targets = tl.where(t == 0, center_words, negs)
+    ok = col_in & ((t == 0) | (negs != center_words))
+    return center, col_in, targets, (t == 0).to(tl.float32), ok, t == 0
 
-    # scores = syn0[rows] @ syn1neg[targets].T, over the vector in steps of BLOCK_D
-    scores = tl.zeros((ROWS, COLS), dtype=tl.float32)
+
+@triton.jit
+def _hs_columns(
+    words_ptr,
+    points_ptr,
+    codes_ptr,
+    lengths_ptr,
+    first,
+    M,
+    L: tl.constexpr,
+    CENTERS: tl.constexpr,
+    COLS: tl.constexpr,
+):
+    """Hierarchical-softmax columns: column ``g * L + l`` is node ``l`` of the Huffman path of
+    center ``first + g``'s word.
+
+    Returns, each ``(COLS,)``: the center's position, whether it is a center of this program,
+    the ``syn1`` row (the node), the label ``1 - code``, whether the column is trained (``l``
+    is on the word's path) and whether it is its center's first column.
+    """
+    col = tl.arange(0, COLS)
+    g = col // L
+    node = col % L
+    center = first + g  # (COLS,)
+    col_in = (g < CENTERS) & (center < M)
+    word = tl.load(words_ptr + center, mask=col_in, other=0)  # (COLS,)
+    length = tl.load(lengths_ptr + word, mask=col_in, other=0)  # (COLS,)
+    ok = col_in & (node < length)
+    path = word.to(tl.int64) * L + node  # (COLS,) into the (V, L) path tables
+    targets = tl.load(points_ptr + path, mask=ok, other=0)
+    code = tl.load(codes_ptr + path, mask=ok, other=0)
+    return center, col_in, targets, 1.0 - code.to(tl.float32), ok, node == 0
+
+
+@triton.jit
+def _sigmoid_gradient(
+    scores, label, alpha, live, SKIP_SATURATED: tl.constexpr, MAX_EXP: tl.constexpr
+):
+    """``(label - sigmoid(score)) * alpha`` where ``live``, 0 elsewhere (broadcast shapes).
+
+    The sigmoid saturates to 1 at ``MAX_EXP`` and to 0 at ``-MAX_EXP``, as in word2vec.c; with
+    ``SKIP_SATURATED`` (hierarchical softmax) a score beyond them gets no gradient at all.
+    """
+    sig = tl.sigmoid(tl.minimum(tl.maximum(scores, -MAX_EXP), MAX_EXP))
+    sig = tl.where(scores >= MAX_EXP, 1.0, tl.where(scores <= -MAX_EXP, 0.0, sig))
+    if SKIP_SATURATED:
+        live = live & (scores > -MAX_EXP) & (scores < MAX_EXP)
+    return tl.where(live, (label - sig) * alpha, 0.0)
+
+
+@triton.jit
+def _softplus(scores, label, live):
+    """``-log sigmoid(score)`` (label 1) or ``-log sigmoid(-score)`` (label 0) where ``live``."""
+    z = tl.where(label > 0, scores, -scores)
+    return tl.where(live, tl.maximum(-z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z))), 0.0)
+
+
+@triton.jit
+def _gradients(
+    scores,
+    label,
+    alpha,
+    win,
+    ok,
+    SG: tl.constexpr,
+    CBOW_MEAN: tl.constexpr,
+    SKIP_SATURATED: tl.constexpr,
+    COMPUTE_LOSS: tl.constexpr,
+    MAX_EXP: tl.constexpr,
+):
+    """One output table's update weights from its scores.
+
+    ``scores`` and ``win`` (the (context, center) pairs) are ``(ROWS, COLS)``; ``label``,
+    ``alpha`` and ``ok`` (the trained columns) ``(COLS,)``. Returns ``(A, B, loss)``: the
+    update is ``syn0[rows] += A @ out[cols]`` and ``out[cols] += B.T @ syn0[rows]``, both
+    ``(ROWS, COLS)`` (see the module docstring); ``loss`` is 0.0 unless ``COMPUTE_LOSS``.
+    """
+    pair = win & ok[None, :]  # (ROWS, COLS)
+    if SG:
+        a = _sigmoid_gradient(scores, label[None, :], alpha[None, :], pair, SKIP_SATURATED, MAX_EXP)
+        b = a
+        if COMPUTE_LOSS:
+            loss = tl.sum(tl.sum(_softplus(scores, label[None, :], pair), axis=1), axis=0)
+        else:
+            loss = 0.0
+    else:
+        contexts = tl.sum(win.to(tl.float32), axis=0)  # (COLS,) of each column's center
+        ones = pair.to(tl.float32)
+        shares = tl.where(pair, 1.0 / tl.maximum(contexts, 1.0)[None, :], 0.0)
+        # neu1 = the mean (or sum) of the contexts; each context takes the whole error
+        # (or its share of it)
+        if CBOW_MEAN:
+            to_neu1 = shares
+            to_context = ones
+        else:
+            to_neu1 = ones
+            to_context = shares
+        score = tl.sum(scores * to_neu1, axis=0)  # (COLS,) neu1 . out
+        live = ok & (contexts > 0)
+        g = _sigmoid_gradient(score, label, alpha, live, SKIP_SATURATED, MAX_EXP)  # (COLS,)
+        a = to_context * g[None, :]
+        b = to_neu1 * g[None, :]
+        if COMPUTE_LOSS:
+            loss = tl.sum(_softplus(score, label, live), axis=0)
+        else:
+            loss = 0.0
+    return a, b, loss
+
+
+@triton.jit
+def _scores(
+    acc, x, table_ptr, targets, used, d0, D, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr
+):
+    """``acc + x @ table[targets].T`` over components ``[d0, d0 + BLOCK_D)``: ``(ROWS, COLS)``."""
+    o_ptrs, o_mask = _rows(table_ptr, targets, used, d0, D, BLOCK_D)
+    o = tl.load(o_ptrs, mask=o_mask, other=0.0)  # (COLS, BLOCK_D)
+    return tl.dot(x, tl.trans(o), acc, input_precision=PRECISION)
+
+
+@triton.jit
+def _update(
+    dx, x, table_ptr, targets, used, a, b, d0, D, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr
+):
+    """Add ``b.T @ x`` to components ``[d0, d0 + BLOCK_D)`` of ``table[targets]``, from the
+    values before; return ``dx + a @ table[targets]``, the contexts' share, ``(ROWS, BLOCK_D)``."""
+    o_ptrs, o_mask = _rows(table_ptr, targets, used, d0, D, BLOCK_D)
+    o = tl.load(o_ptrs, mask=o_mask, other=0.0)  # (COLS, BLOCK_D)
+    do = tl.dot(tl.trans(b), x, input_precision=PRECISION)  # (COLS, BLOCK_D)
+    # both products before the add: taking a @ o after it costs ~35 registers more (sm_90)
+    dx = tl.dot(a, o, dx, input_precision=PRECISION)
+    tl.atomic_add(o_ptrs, do, mask=o_mask, sem="relaxed")
+    return dx
+
+
+@triton.jit
+def _predictions(win, lead, SG: tl.constexpr):
+    """Predictions trained: (context, center) pairs in skip-gram, centers with a context in
+    CBOW. ``win`` is ``(ROWS, COLS)``, ``lead`` ``(COLS,)`` marks one column per center."""
+    contexts = tl.sum(tl.where(win & lead[None, :], 1.0, 0.0), axis=0)  # (COLS,)
+    if SG:
+        count = tl.sum(contexts, axis=0)
+    else:
+        count = tl.sum(tl.where(contexts > 0, 1.0, 0.0), axis=0)
+    return count
+
+
+@triton.jit
+def _w2v_kernel(
+    syn0_ptr,  # (V, D) float32, input vectors, updated in place
+    syn1neg_ptr,  # (V, D) float32, negative-sampling output vectors (None without NS)
+    syn1_ptr,  # (V, D) float32, hierarchical-softmax output vectors (None without HS)
+    words_ptr,  # (M,) int32 kept ids
+    starts_ptr,  # (M,) int32 sentence start of each kept position
+    ends_ptr,  # (M,) int32 sentence end of each kept position
+    reach_ptr,  # (M,) int32 reduced window of each center
+    negatives_ptr,  # (M, NS_T - 1) int32 negatives of each center (None without NS)
+    points_ptr,  # (V, HS_T) int32 Huffman path nodes of each word (None without HS)
+    codes_ptr,  # (V, HS_T) uint8 their codes (None without HS)
+    lengths_ptr,  # (V,) int32 path lengths (None without HS)
+    partials_ptr,  # (P, 2) float32 out: each program's loss and predictions
+    base,  # kept position of this launch's first center
+    M,
+    D,
+    window,
+    alpha_start,  # learning rate at kept position 0 ...
+    alpha_step,  # ... and its change per kept position
+    SG: tl.constexpr,  # skip-gram, else CBOW
+    CBOW_MEAN: tl.constexpr,
+    NS_T: tl.constexpr,  # negative-sampling targets per center, 1 + K; 0 without
+    HS_T: tl.constexpr,  # Huffman nodes per center, the deepest path L; 0 without
+    CENTERS: tl.constexpr,
+    ROWS: tl.constexpr,
+    NS_COLS: tl.constexpr,
+    HS_COLS: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    COMPUTE_LOSS: tl.constexpr,
+    MAX_EXP: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,  # "ieee", "tf32x3" or "tf32"
+):
+    pid = tl.program_id(0)
+    first = base + pid * CENTERS
+    # rows: the kept positions that can be contexts of this program's centers
+    pos = first - window + tl.arange(0, ROWS)  # (ROWS,)
+    row_in = (pos >= 0) & (pos < M)
+    row_words = tl.load(words_ptr + pos, mask=row_in, other=0)  # (ROWS,)
+
+    # columns of each output table, and which (row, column) entries are window pairs
+    if NS_T > 0:
+        ns_center, ns_in, ns_targets, ns_label, ns_ok, ns_lead = _ns_columns(
+            words_ptr, negatives_ptr, first, M, NS_T, CENTERS, NS_COLS
+        )
+        ns_win = _windows(pos, ns_center, ns_in, starts_ptr, ends_ptr, reach_ptr)
+        ns_used = tl.max((ns_win & ns_ok[None, :]).to(tl.int32), axis=0) > 0  # (NS_COLS,)
+        lead, lead_win = ns_lead, ns_win
+    if HS_T > 0:
+        hs_center, hs_in, hs_targets, hs_label, hs_ok, hs_lead = _hs_columns(
+            words_ptr, points_ptr, codes_ptr, lengths_ptr, first, M, HS_T, CENTERS, HS_COLS
+        )
+        hs_win = _windows(pos, hs_center, hs_in, starts_ptr, ends_ptr, reach_ptr)
+        hs_used = tl.max((hs_win & hs_ok[None, :]).to(tl.int32), axis=0) > 0  # (HS_COLS,)
+        if NS_T == 0:
+            lead, lead_win = hs_lead, hs_win
+    row_used = tl.max(lead_win.to(tl.int32), axis=1) > 0  # (ROWS,) contexts of some center
+
+    # scores = syn0[rows] @ out[targets].T per table, over the vector in steps of BLOCK_D
+    if NS_T > 0:
+        ns_scores = tl.zeros((ROWS, NS_COLS), dtype=tl.float32)
+    if HS_T > 0:
+        hs_scores = tl.zeros((ROWS, HS_COLS), dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
         x_ptrs, x_mask = _rows(syn0_ptr, row_words, row_used, d0, D, BLOCK_D)
-        o_ptrs, o_mask = _rows(syn1neg_ptr, targets, col_used, d0, D, BLOCK_D)
         x = tl.load(x_ptrs, mask=x_mask, other=0.0)  # (ROWS, BLOCK_D)
-        o = tl.load(o_ptrs, mask=o_mask, other=0.0)  # (COLS, BLOCK_D)
-        scores += tl.dot(x, tl.trans(o), input_precision=DOT_PRECISION)  # (ROWS, COLS)
+        if NS_T > 0:
+            ns_scores = _scores(
+                ns_scores, x, syn1neg_ptr, ns_targets, ns_used, d0, D, BLOCK_D, DOT_PRECISION
+            )
+        if HS_T > 0:
+            hs_scores = _scores(
+                hs_scores, x, syn1_ptr, hs_targets, hs_used, d0, D, BLOCK_D, DOT_PRECISION
+            )
 
-    label = (t == 0).to(tl.float32)  # (COLS,)
-    alpha = alpha_start + center.to(tl.float32) * alpha_step  # (COLS,)
-    grad = _gradient(scores, label, alpha, pair, MAX_EXP)  # (ROWS, COLS)
+    loss = 0.0
+    if NS_T > 0:
+        ns_alpha = alpha_start + ns_center.to(tl.float32) * alpha_step  # (NS_COLS,)
+        ns_a, ns_b, ns_loss = _gradients(
+            ns_scores,
+            ns_label,
+            ns_alpha,
+            ns_win,
+            ns_ok,
+            SG,
+            CBOW_MEAN,
+            SKIP_SATURATED=False,
+            COMPUTE_LOSS=COMPUTE_LOSS,
+            MAX_EXP=MAX_EXP,
+        )
+        loss += ns_loss
+    if HS_T > 0:
+        hs_alpha = alpha_start + hs_center.to(tl.float32) * alpha_step  # (HS_COLS,)
+        hs_a, hs_b, hs_loss = _gradients(
+            hs_scores,
+            hs_label,
+            hs_alpha,
+            hs_win,
+            hs_ok,
+            SG,
+            CBOW_MEAN,
+            SKIP_SATURATED=True,
+            COMPUTE_LOSS=COMPUTE_LOSS,
+            MAX_EXP=MAX_EXP,
+        )
+        loss += hs_loss
 
     # updates, computed from the values the scores came from (each step below reads its
     # components before it adds to them), added atomically
     for d0 in range(0, D, BLOCK_D):
         x_ptrs, x_mask = _rows(syn0_ptr, row_words, row_used, d0, D, BLOCK_D)
-        o_ptrs, o_mask = _rows(syn1neg_ptr, targets, col_used, d0, D, BLOCK_D)
         x = tl.load(x_ptrs, mask=x_mask, other=0.0)  # (ROWS, BLOCK_D)
-        o = tl.load(o_ptrs, mask=o_mask, other=0.0)  # (COLS, BLOCK_D)
-        dx = tl.dot(grad, o, input_precision=DOT_PRECISION)  # (ROWS, BLOCK_D)
-        do = tl.dot(tl.trans(grad), x, input_precision=DOT_PRECISION)  # (COLS, BLOCK_D)
+        dx = tl.zeros((ROWS, BLOCK_D), dtype=tl.float32)
+        if NS_T > 0:
+            dx = _update(
+                dx,
+                x,
+                syn1neg_ptr,
+                ns_targets,
+                ns_used,
+                ns_a,
+                ns_b,
+                d0,
+                D,
+                BLOCK_D,
+                DOT_PRECISION,
+            )
+        if HS_T > 0:
+            dx = _update(
+                dx, x, syn1_ptr, hs_targets, hs_used, hs_a, hs_b, d0, D, BLOCK_D, DOT_PRECISION
+            )
         tl.atomic_add(x_ptrs, dx, mask=x_mask, sem="relaxed")
-        tl.atomic_add(o_ptrs, do, mask=o_mask, sem="relaxed")
 
-    # this program's statistics: (center, context) pairs and, if asked, their loss
-    pairs = tl.sum(tl.sum(tl.where(pair & (t == 0)[None, :], 1.0, 0.0), axis=1), axis=0)
-    tl.store(partials_ptr + 2 * pid + 1, pairs)
-    if COMPUTE_LOSS:
-        tl.store(partials_ptr + 2 * pid, _loss(scores, label, pair))
-    else:
-        tl.store(partials_ptr + 2 * pid, 0.0)
+    tl.store(partials_ptr + 2 * pid, loss)
+    tl.store(partials_ptr + 2 * pid + 1, _predictions(lead_win, lead, SG))
 
 
 # ------------------------------------------------------------------------------------------
@@ -346,7 +602,7 @@ def prepare_chunk(
     tables : SamplingTables
         ``sample_int`` and ``cum_table``, ``(V,)`` int64 on the device.
     config : EngineConfig
-        ``window``, ``negative`` and ``shrink_windows``.
+        ``window``, ``negative`` (0: no negatives are drawn) and ``shrink_windows``.
     generator : torch.Generator
         The random stream, on the device.
 
@@ -374,18 +630,27 @@ def prepare_chunk(
         reach = (config.window - shrink).to(torch.int32)  # (M,)
     else:
         reach = torch.full((m,), config.window, dtype=torch.int32, device=device)
-    # negatives: bisect_left(cum_table, r) for r uniform in [0, cum_table[-1])
-    draws = torch.randint(
-        int(tables.cum_table[-1]), (m, config.negative), generator=generator, device=device
-    )  # (M, K)
-    negatives = torch.searchsorted(tables.cum_table, draws, side="left", out_int32=True)
     return PreparedChunk(
         words=words,
         starts=kept_offsets[sentence].to(torch.int32),
         ends=kept_offsets[sentence + 1].to(torch.int32),
         reach=reach,
-        negatives=negatives,
+        negatives=_draw_negatives(tables.cum_table, m, config.negative, generator),
     )
+
+
+def _draw_negatives(
+    cum_table: torch.Tensor, m: int, negative: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``(m, negative)`` int32 negatives: ``bisect_left(cum_table, r)`` for ``r`` uniform in
+    ``[0, cum_table[-1])``; nothing is drawn when ``negative == 0``."""
+    device = cum_table.device
+    if negative == 0:
+        return torch.empty((m, 0), dtype=torch.int32, device=device)
+    draws = torch.randint(
+        int(cum_table[-1]), (m, negative), generator=generator, device=device
+    )  # (M, K)
+    return torch.searchsorted(cum_table, draws, side="left", out_int32=True)
 
 
 def _interpreting() -> bool:
@@ -397,33 +662,46 @@ def _interpreting() -> bool:
 
 
 class TritonEngine:
-    """SGNS on a CUDA device: per-chunk preparation in torch, then one fused Triton kernel.
+    """word2vec on a CUDA device: per-chunk preparation in torch, then fused Triton kernels.
+
+    Skip-gram or CBOW (``config.sg``, ``config.cbow_mean``) with negative sampling
+    (``config.negative > 0``), hierarchical softmax (``config.hs``) or both.
 
     Parameters
     ----------
-    syn0, syn1neg : torch.Tensor
-        ``(V, d)`` float32 contiguous CUDA tensors (input and output vectors), updated in
-        place by :meth:`train_chunk`. CPU tensors are accepted only under Triton's
-        interpreter (``TRITON_INTERPRET=1``), which the tests use.
+    syn0 : torch.Tensor
+        ``(V, d)`` float32 contiguous CUDA tensor of input vectors, updated in place by
+        :meth:`train_chunk`. CPU tensors are accepted only under Triton's interpreter
+        (``TRITON_INTERPRET=1``), which the tests use.
+    syn1neg : torch.Tensor
+        Negative-sampling output vectors: ``(V, d)`` like ``syn0`` when ``config.negative > 0``;
+        not used otherwise (then typically ``(0, d)``).
     tables : SamplingTables
-        ``sample_int`` and ``cum_table``, ``(V,)`` (moved to the device as int64 once).
+        ``sample_int`` and ``cum_table``, ``(V,)``, and with ``config.hs`` the Huffman tables
+        ``points``, ``codes`` ``(V, L)`` and ``lengths`` ``(V,)``; moved to the device once,
+        here (as int64, and int32, uint8, int32 for the paths).
     config : EngineConfig
-        Skip-gram negative sampling settings: ``sg`` true, ``hs`` false, ``negative >= 1``.
-        ``workers`` is ignored: the GPU runs thousands of programs at once.
-    syn1 : None
-        Hierarchical-softmax vectors; not supported by this engine, must be ``None``.
+        Architecture, objectives, window, negatives, seed, loss. ``workers`` is ignored: the
+        GPU runs thousands of programs at once.
+    syn1 : torch.Tensor, optional
+        Hierarchical-softmax output vectors, ``(V, d)`` like ``syn0``; required with
+        ``config.hs``, must be ``None`` without.
     centers, block_d, num_warps, num_stages : int, optional
         Kernel tuning: centers per program (default: fill ``TARGET_COLUMNS`` columns),
         vector components per loop step, warps per program, and software-pipelining stages
         of the loops (default: Triton's).
+    centers_per_launch : int, optional
+        The most centers one launch trains, rounded down to a multiple of the centers per
+        program; a chunk takes as many launches, one after the other. Default: the whole
+        chunk in one launch, or ``HS_CENTERS_PER_LAUNCH`` with hierarchical softmax.
     dot_precision : {"ieee", "tf32x3", "tf32"}
         How the small matrix products multiply on the GPU (see ``DOT_PRECISION``).
 
     Raises
     ------
     ValueError
-        A tensor has the wrong device, dtype, shape or layout, or the settings ask for what
-        this engine does not train (CBOW, hierarchical softmax, no negatives).
+        A tensor or table is missing or has the wrong device, dtype, shape, layout or range,
+        or the settings train nothing (``negative == 0`` without ``hs``).
     """
 
     def __init__(
@@ -435,13 +713,17 @@ class TritonEngine:
         syn1: torch.Tensor | None = None,
         *,
         centers: int | None = None,
+        centers_per_launch: int | None = None,
         block_d: int = BLOCK_D,
         num_warps: int = NUM_WARPS,
         num_stages: int | None = None,
         dot_precision: str = DOT_PRECISION,
     ):
         _check_settings(config, syn1)
-        _check_weights(syn0, syn1neg)
+        outputs = {"syn1neg": syn1neg} if config.negative > 0 else {}
+        if config.hs:
+            outputs["syn1"] = syn1
+        _check_weights(syn0, outputs)
         if dot_precision not in ("ieee", "tf32x3", "tf32"):
             raise ValueError(
                 f"dot_precision must be 'ieee', 'tf32x3' or 'tf32', got {dot_precision!r}"
@@ -452,14 +734,16 @@ class TritonEngine:
                 "only under Triton's interpreter, TRITON_INTERPRET=1); use engine='compiled' "
                 "or 'torch' on CPU"
             )
-        self.syn0, self.syn1neg, self.config = syn0, syn1neg, config
+        self.syn0, self.syn1neg, self.syn1, self.config = syn0, syn1neg, syn1, config
         self.device = syn0.device
-        self.tables = SamplingTables(
-            tables.sample_int.to(self.device, torch.int64).contiguous(),
-            tables.cum_table.to(self.device, torch.int64).contiguous(),
+        self.tables = _device_tables(tables, config, syn0.shape[0], self.device)
+        depth = self.tables.points.shape[1] if config.hs else 0
+        self.shape = launch_shape(
+            config.window, config.negative, syn0.shape[1], depth, centers, block_d
         )
-        _check_tables(self.tables, syn0.shape[0])
-        self.shape = launch_shape(config.window, config.negative, syn0.shape[1], centers, block_d)
+        self.centers_per_launch = _centers_per_launch(
+            centers_per_launch, config.hs, self.shape.centers
+        )
         self.dot_precision = dot_precision
         self.launch_options = {"num_warps": num_warps}
         if num_stages is not None:
@@ -485,7 +769,8 @@ class TritonEngine:
         Returns
         -------
         ChunkStats
-            Kept (trained) center words, summed loss (0.0 unless ``compute_loss``), pairs.
+            Kept (trained) center words, summed loss (0.0 unless ``compute_loss``),
+            predictions (skip-gram: (center, context) pairs; CBOW: centers with a context).
 
         Raises
         ------
@@ -501,7 +786,7 @@ class TritonEngine:
     def run_kernel(
         self, prepared: PreparedChunk, alpha_start: float, alpha_end: float
     ) -> ChunkStats:
-        """Train the prepared chunk's centers with one kernel launch.
+        """Train the prepared chunk's centers, ``centers_per_launch`` at a time.
 
         The learning rate of kept position ``i`` of ``M`` is
         ``alpha_start + (alpha_end - alpha_start) * i / M``.
@@ -509,36 +794,64 @@ class TritonEngine:
         m = prepared.words.numel()
         if m == 0:
             return ChunkStats()
-        shape = self.shape
-        programs = triton.cdiv(m, shape.centers)
-        partials = torch.empty((programs, 2), dtype=torch.float32, device=self.device)
+        g = self.shape.centers
+        per_launch = self.centers_per_launch or m  # a multiple of g unless it is m
+        partials = torch.empty((triton.cdiv(m, g), 2), dtype=torch.float32, device=self.device)
+        alpha_step = float(alpha_end - alpha_start) / m
         with _on(self.device):
-            _sgns_kernel[(programs,)](
-                self.syn0,
-                self.syn1neg,
-                prepared.words,
-                prepared.starts,
-                prepared.ends,
-                prepared.reach,
-                prepared.negatives,
-                partials,
-                m,
-                self.syn0.shape[1],
-                self.config.window,
-                float(alpha_start),
-                float(alpha_end - alpha_start) / m,
-                T=self.config.negative + 1,
-                CENTERS=shape.centers,
-                ROWS=shape.rows,
-                COLS=shape.cols,
-                BLOCK_D=shape.block_d,
-                COMPUTE_LOSS=bool(self.config.compute_loss),
-                MAX_EXP=MAX_EXP,
-                DOT_PRECISION=self.dot_precision,
-                **self.launch_options,
-            )
+            for base in range(0, m, per_launch):
+                programs = triton.cdiv(min(per_launch, m - base), g)
+                self._launch(
+                    prepared, partials[base // g :], base, programs, alpha_start, alpha_step
+                )
         loss, pairs = partials.double().sum(0).tolist()
         return ChunkStats(words=m, loss=loss, pairs=round(pairs))
+
+    def _launch(
+        self,
+        prepared: PreparedChunk,
+        partials: torch.Tensor,
+        base: int,
+        programs: int,
+        alpha_start: float,
+        alpha_step: float,
+    ) -> None:
+        """One launch: ``programs`` programs from kept position ``base`` on."""
+        cfg, shape, tables = self.config, self.shape, self.tables
+        ns, hs = cfg.negative > 0, cfg.hs
+        _w2v_kernel[(programs,)](
+            self.syn0,
+            self.syn1neg if ns else None,
+            self.syn1 if hs else None,
+            prepared.words,
+            prepared.starts,
+            prepared.ends,
+            prepared.reach,
+            prepared.negatives if ns else None,
+            tables.points if hs else None,
+            tables.codes if hs else None,
+            tables.lengths if hs else None,
+            partials,
+            base,
+            prepared.words.numel(),
+            self.syn0.shape[1],
+            cfg.window,
+            float(alpha_start),
+            alpha_step,
+            SG=bool(cfg.sg),
+            CBOW_MEAN=bool(cfg.cbow_mean),
+            NS_T=cfg.negative + 1 if ns else 0,
+            HS_T=tables.points.shape[1] if hs else 0,
+            CENTERS=shape.centers,
+            ROWS=shape.rows,
+            NS_COLS=shape.ns_cols,
+            HS_COLS=shape.hs_cols,
+            BLOCK_D=shape.block_d,
+            COMPUTE_LOSS=bool(cfg.compute_loss),
+            MAX_EXP=MAX_EXP,
+            DOT_PRECISION=self.dot_precision,
+            **self.launch_options,
+        )
 
 
 def _on(device: torch.device) -> contextlib.AbstractContextManager:
@@ -546,42 +859,99 @@ def _on(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
+def _centers_per_launch(requested: int | None, hs: bool, centers: int) -> int | None:
+    """The centers per launch, a multiple of ``centers`` per program; ``None``: all at once."""
+    limit = requested if requested is not None else HS_CENTERS_PER_LAUNCH if hs else None
+    if limit is None:
+        return None
+    if limit < 1:
+        raise ValueError(f"centers_per_launch must be >= 1, got {limit}")
+    return max(1, limit // centers) * centers
+
+
 def _check_settings(config: EngineConfig, syn1: torch.Tensor | None) -> None:
-    if not config.sg or config.hs or syn1 is not None:
+    if config.window < 1 or config.negative < 0:
         raise ValueError(
-            "the Triton engine trains skip-gram with negative sampling only (sg=1, hs=0); "
-            "use engine='torch' for CBOW or hierarchical softmax"
-        )
-    if config.window < 1 or config.negative < 1:
-        raise ValueError(
-            "the Triton engine needs window >= 1 and negative >= 1, got "
+            "the Triton engine needs window >= 1 and negative >= 0, got "
             f"window={config.window}, negative={config.negative}"
         )
+    if config.negative == 0 and not config.hs:
+        raise ValueError("nothing to train: need negative > 0, hs=True or both")
+    if config.hs and syn1 is None:
+        raise ValueError("hierarchical softmax (config.hs) needs syn1")
+    if not config.hs and syn1 is not None:
+        raise ValueError("syn1 is given but config.hs is false (hs=0): pass syn1=None")
 
 
-def _check_weights(syn0: torch.Tensor, syn1neg: torch.Tensor) -> None:
-    for name, t in (("syn0", syn0), ("syn1neg", syn1neg)):
+def _check_weights(syn0: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
+    """``syn0`` and the trained output matrices are 2-D float32, contiguous, alike."""
+    for name, t in (("syn0", syn0), *outputs.items()):
         if t.dtype != torch.float32 or t.dim() != 2:
             raise ValueError(
                 f"{name} must be a 2-D float32 tensor, got {t.dtype} of shape {tuple(t.shape)}"
             )
         if not t.is_contiguous():
             raise ValueError(f"{name} must be contiguous (it is updated in place)")
-    if syn0.shape != syn1neg.shape or syn0.device != syn1neg.device:
-        raise ValueError(
-            f"syn0 and syn1neg must have the same shape and device, got {tuple(syn0.shape)} "
-            f"on {syn0.device} and {tuple(syn1neg.shape)} on {syn1neg.device}"
-        )
+    for name, t in outputs.items():
+        if t.shape != syn0.shape or t.device != syn0.device:
+            raise ValueError(
+                f"syn0 and {name} must have the same shape and device, got "
+                f"{tuple(syn0.shape)} on {syn0.device} and {tuple(t.shape)} on {t.device}"
+            )
     if syn0.shape[0] < 1 or syn0.shape[1] < 1:
         raise ValueError(f"empty embedding matrix of shape {tuple(syn0.shape)}")
 
 
-def _check_tables(tables: SamplingTables, vocab_size: int) -> None:
-    for name in ("sample_int", "cum_table"):
-        t = getattr(tables, name)
-        if t.dim() != 1 or t.numel() != vocab_size:
+def _device_tables(
+    tables: SamplingTables, config: EngineConfig, vocab: int, device: torch.device
+) -> SamplingTables:
+    """The tables the engine reads, checked, contiguous on ``device``."""
+    sample_int = tables.sample_int.to(device, torch.int64).contiguous()
+    cum_table = tables.cum_table.to(device, torch.int64).contiguous()
+    for name, t in (("sample_int", sample_int), ("cum_table", cum_table)):
+        if t.dim() != 1 or t.numel() != vocab:
             raise ValueError(
-                f"{name} must be ({vocab_size},), one entry per word, got shape {tuple(t.shape)}"
+                f"{name} must be ({vocab},), one entry per word, got shape {tuple(t.shape)}"
             )
-    if int(tables.cum_table[-1]) <= 0:
+    if config.negative > 0 and int(cum_table[-1]) <= 0:
         raise ValueError("cum_table[-1] must be > 0 to draw negatives")
+    if not config.hs:
+        return SamplingTables(sample_int, cum_table)
+    return SamplingTables(sample_int, cum_table, *_huffman_tables(tables, vocab, device))
+
+
+def _huffman_tables(
+    tables: SamplingTables, vocab: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``points`` ``(V, L)`` int32, ``codes`` ``(V, L)`` uint8 and ``lengths`` ``(V,)`` int32
+    on ``device``, checked; ``L >= 1`` (a one-word vocabulary has no path: one padding column).
+    """
+    if tables.points is None or tables.codes is None or tables.lengths is None:
+        raise ValueError(
+            "hierarchical softmax needs tables.points, tables.codes and tables.lengths"
+        )
+    points = tables.points.to(device, torch.int64)
+    codes = tables.codes.to(device, torch.int64)
+    lengths = tables.lengths.to(device, torch.int64)
+    if points.dim() != 2 or points.shape[0] != vocab or codes.shape != points.shape:
+        raise ValueError(
+            f"tables.points and tables.codes must both be (V, L) with V={vocab}, got "
+            f"{tuple(points.shape)} and {tuple(codes.shape)}"
+        )
+    if lengths.shape != (vocab,):
+        raise ValueError(f"tables.lengths must be ({vocab},), got {tuple(lengths.shape)}")
+    depth = points.shape[1]
+    on_path = torch.arange(depth, device=device) < lengths[:, None]  # (V, L)
+    bad_node = ((points < 0) | (points >= vocab) | (codes < 0) | (codes > 1)) & on_path
+    if (lengths < 0).any() or (lengths > depth).any() or bad_node.any():
+        raise ValueError(
+            f"the Huffman tables are out of range: lengths must lie in [0, {depth}], points "
+            f"in [0, {vocab}) and codes in {{0, 1}} along each path"
+        )
+    if depth == 0:
+        points, codes = points.new_zeros(vocab, 1), codes.new_zeros(vocab, 1)
+    return (
+        points.to(torch.int32).contiguous(),
+        codes.to(torch.uint8).contiguous(),
+        lengths.to(torch.int32).contiguous(),
+    )
