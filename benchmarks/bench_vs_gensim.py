@@ -95,6 +95,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="torchw2v engine; repeat to compare several against one gensim run (default: auto)",
     )
     parser.add_argument("--device", default="cpu", help="torchw2v's device")
+    parser.add_argument(
+        "--gensim-run",
+        action="append",
+        metavar="INPUT:WORKERS",
+        help="a gensim run to train, INPUT 'file' (corpus_file) or 'iterable' (LineSentence); "
+        "repeat for several; the first is the speed baseline (default: file:--workers)",
+    )
     parser.add_argument("--record", action="store_true", help=f"append the results to {RESULTS}")
     return parser.parse_args(argv)
 
@@ -136,7 +143,9 @@ def word2vec_class(library: str, settings: dict[str, Any]) -> type:
     return Word2Vec
 
 
-def train_and_score(library: str, settings: dict[str, Any], corpus_file: str) -> Run:
+def train_and_score(
+    library: str, settings: dict[str, Any], corpus_file: str, iterable: bool = False
+) -> Run:
     """Child process: train one library on ``corpus_file`` and measure it.
 
     Parameters
@@ -147,17 +156,23 @@ def train_and_score(library: str, settings: dict[str, Any], corpus_file: str) ->
         Constructor arguments (for torchw2v including ``engine`` and ``device``).
     corpus_file : str
         The decompressed corpus.
+    iterable : bool
+        Read it as a ``LineSentence`` iterable instead of in ``corpus_file`` mode.
     """
+    from gensim.models.word2vec import LineSentence
+
     model = word2vec_class(library, settings)(**settings)
+    corpus = {"corpus_iterable": LineSentence(corpus_file)} if iterable else {}
+    corpus = corpus or {"corpus_file": corpus_file}
     engine = EngineName()
     logging.getLogger("torchw2v.word2vec").addHandler(engine)
     logging.getLogger("torchw2v.word2vec").setLevel(logging.INFO)
 
     started = time.perf_counter()
-    model.build_vocab(corpus_file=corpus_file)
+    model.build_vocab(**corpus)
     built = time.perf_counter()
     model.train(
-        corpus_file=corpus_file,
+        **corpus,
         total_examples=model.corpus_count,
         total_words=model.corpus_total_words,
         epochs=settings["epochs"],
@@ -166,7 +181,8 @@ def train_and_score(library: str, settings: dict[str, Any], corpus_file: str) ->
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
     if library == "gensim":
-        label = f"gensim {version('gensim')}"
+        mode = "iterable" if iterable else "corpus_file"
+        label = f"gensim {version('gensim')} ({mode}, workers={settings['workers']})"
     else:
         label = f"torchw2v engine={settings['engine']} ({engine.engine})"
     return Run(
@@ -190,11 +206,24 @@ def scores(wv: Any) -> tuple[float, float, float]:
     return analogy, ws353, simlex
 
 
-def in_child(library: str, settings: dict[str, Any], corpus_file: str) -> Run:
+def in_child(
+    library: str, settings: dict[str, Any], corpus_file: str, iterable: bool = False
+) -> Run:
     """Run :func:`train_and_score` in a fresh spawned process."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(train_and_score, library, settings, corpus_file).result()
+        return pool.submit(train_and_score, library, settings, corpus_file, iterable).result()
+
+
+def gensim_runs(specs: list[str] | None, workers: int) -> list[tuple[bool, int]]:
+    """``(iterable, workers)`` of each ``--gensim-run INPUT:WORKERS``."""
+    runs = []
+    for spec in specs or [f"file:{workers}"]:
+        mode, _, count = spec.partition(":")
+        if mode not in ("file", "iterable") or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"--gensim-run {spec!r}: expected file:N or iterable:N")
+        runs.append((mode == "iterable", int(count)))
+    return runs
 
 
 def machine() -> str:
@@ -266,8 +295,11 @@ def main(argv: list[str]) -> None:
         corpus_file = Path(tmp) / "corpus.txt"
         slice_ = write_slice(args.corpus.resolve(), args.skip_tokens, args.tokens, corpus_file)
         print(f"corpus: {slice_[1]:,} tokens, {slice_[0]:,} lines", file=sys.stderr)
-        runs = [in_child("gensim", settings, str(corpus_file))]
-        print(f"{runs[-1].label}: {runs[-1].train_s:.1f}s", file=sys.stderr)
+        runs = []
+        for iterable, workers in gensim_runs(args.gensim_run, args.workers):
+            theirs = {**settings, "workers": workers}
+            runs.append(in_child("gensim", theirs, str(corpus_file), iterable))
+            print(f"{runs[-1].label}: {runs[-1].train_s:.1f}s", file=sys.stderr)
         for engine in args.engine or ["auto"]:
             ours = {**settings, "engine": engine, "device": args.device}
             runs.append(in_child("torchw2v", ours, str(corpus_file)))
