@@ -29,7 +29,7 @@ from gensim.models import Word2Vec as _GensimWord2Vec
 from gensim.models.callbacks import CallbackAny2Vec
 from gensim.models.word2vec import _assign_binary_codes
 
-from . import persistence
+from . import persistence, safe_pickle
 from .corpus import EncodedCorpus, as_sentences, encode, scan
 from .engines import (
     ENGINES,
@@ -775,9 +775,9 @@ class Word2Vec:
     ) -> Word2Vec:
         """Load a model written by :meth:`save`, or by gensim's ``Word2Vec.save``.
 
-        A gensim file is a pickle: it is read with gensim's own loader, which runs code from
-        the file, so load gensim files only from sources you trust. torchw2v's own files
-        never execute code.
+        Neither kind of file can run code: torchw2v's are numpy archives read without
+        pickle, and gensim's pickles are read by an unpickler that builds only what a gensim
+        model is made of (:mod:`torchw2v.safe_pickle`).
 
         Parameters
         ----------
@@ -785,14 +785,22 @@ class Word2Vec:
             The model file.
         device : str or torch.device, optional
             Where to train next; default CUDA when available.
+        **kwargs
+            For gensim files, ``mmap`` as in gensim's ``load``.
 
         Raises
         ------
         FileNotFoundError, ValueError
-            Missing file; not a model file, or truncated or corrupted.
+            Missing file; not a model file, or truncated, corrupted or crafted.
         """
         if persistence.is_pickle(fname):
-            return cls.from_gensim(_GensimWord2Vec.load(str(fname), **kwargs), device=device)
+            model = safe_pickle.load_gensim(fname, **kwargs)
+            if not isinstance(model, _GensimWord2Vec):
+                raise ValueError(
+                    f"{str(fname)!r} holds a gensim {type(model).__name__}, not a Word2Vec "
+                    "model; load it with its own class (e.g. gensim's KeyedVectors.load)"
+                )
+            return cls.from_gensim(model, device=device)
         meta, arrays = persistence.read_model(fname)
         arrays.setdefault("syn1", np.zeros((0, meta["settings"]["vector_size"]), np.float32))
         arrays.setdefault("vectors_lockf", np.ones(1, dtype=np.float32))
