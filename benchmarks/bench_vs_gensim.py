@@ -17,7 +17,6 @@ import argparse
 import gzip
 import logging
 import multiprocessing
-import os
 import re
 import resource
 import shlex
@@ -31,8 +30,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from common import RESULTS, machine, publish
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 DEFAULT_CORPUS = (ROOT / "../shared/corpora/wiki17m.txt.gz").resolve()
 
 
@@ -226,23 +226,6 @@ def gensim_runs(specs: list[str] | None, workers: int) -> list[tuple[bool, int]]
     return runs
 
 
-def machine() -> str:
-    """Core count, CPU model, OS and library versions, as one line."""
-    import gensim
-    import torch
-
-    model = "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"nproc {len(os.sched_getaffinity(0))}, {model}, {os.uname().sysname}; "
-        f"Python {sys.version.split()[0]}, torch {torch.__version__}, gensim {gensim.__version__}"
-    )
-
-
 def report(
     args: argparse.Namespace, slice_: tuple[int, int], settings: dict[str, Any], runs: list[Run]
 ) -> str:
@@ -259,7 +242,7 @@ def report(
         "",
         f"`python {shlex.join(sys.argv)}`",
         "",
-        f"- machine: {machine()}",
+        f"- machine: {machine('torch', 'gensim')}",
         f"- settings: {shown}; vocabulary {runs[0].vocab_size:,} words; "
         f"torchw2v device={args.device}",
         "",
@@ -305,10 +288,7 @@ def main(argv: list[str]) -> None:
             runs.append(in_child("torchw2v", ours, str(corpus_file)))
             print(f"{runs[-1].label}: {runs[-1].train_s:.1f}s", file=sys.stderr)
     block = report(args, slice_, settings, runs)
-    print(block)
-    if args.record:
-        with RESULTS.open("a", encoding="utf-8") as results:
-            results.write("\n" + block)
+    publish(block, args.record)
 
 
 if __name__ == "__main__":

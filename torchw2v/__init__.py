@@ -4,6 +4,7 @@ from gensim.models.word2vec import LineSentence, PathLineSentences, Text8Corpus
 
 from .compare import ComparisonResult, compare
 from .corpus import CorpusFile
+from .export import load_word2vec_format, save_word2vec_format
 from .model import SkipGramNS
 from .word2vec import Word2Vec
 
@@ -19,4 +20,6 @@ __all__ = [
     "Word2Vec",
     "__version__",
     "compare",
+    "load_word2vec_format",
+    "save_word2vec_format",
 ]

@@ -20,12 +20,18 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
-from gensim import utils
 from gensim.models import KeyedVectors
 
 from .compare import compare, figure_class, format_table, plot, usable_cores, write_json
+from .distributed import (
+    SYNC_MODES,
+    SyncPolicy,
+    is_writer,
+    launched_by_torchrun,
+    local_world_size,
+)
 from .evaluation import check_files, evaluate, format_scores, to_json
+from .export import load_word2vec_format, save_word2vec_format
 from .word2vec import Word2Vec
 
 PROG = "torchw2v"
@@ -88,7 +94,8 @@ def _fail(error: Exception | str, status: int) -> int:
 
 def _configure_logging() -> None:
     """Progress and summaries at INFO on stderr, gensim-style; not evaluation's per-line notes."""
-    logging.basicConfig(format="%(asctime)s : %(levelname)s : %(message)s", level=logging.INFO)
+    level = logging.INFO if is_writer() else logging.WARNING  # under torchrun: rank 0's log
+    logging.basicConfig(format="%(asctime)s : %(levelname)s : %(message)s", level=level)
     logging.getLogger("gensim.models.keyedvectors").setLevel(logging.WARNING)
 
 
@@ -141,6 +148,23 @@ def build_parser() -> Parser:
         default=600.0,
         metavar="SECONDS",
         help="seconds between checkpoints (600)",
+    )
+    train.add_argument(
+        "-sync-words",
+        "--sync-words",
+        type=int,
+        default=SyncPolicy.every_words,
+        metavar="N",
+        help="under torchrun: words (all processes together) between synchronisations of "
+        f"the processes' weights ({SyncPolicy.every_words})",
+    )
+    train.add_argument(
+        "-sync-mode",
+        "--sync-mode",
+        choices=SYNC_MODES,
+        default=SyncPolicy.mode,
+        help="under torchrun: sum the processes' updates (delta), the same over changed rows "
+        f"only (rows), or average their weights (average) ({SyncPolicy.mode})",
     )
     train.set_defaults(run=_train)
 
@@ -211,14 +235,15 @@ def _add_training_flags(parser: Parser) -> None:
         metavar="F",
         help="starting learning rate (0.025 for skip-gram, 0.05 for CBOW)",
     )
-    cores = usable_cores()
+    cores = max(1, usable_cores() // local_world_size())  # shared by torchrun's processes
     parser.add_argument(
         "-threads",
         "--threads",
         type=int,
         default=cores,
         metavar="N",
-        help=f"worker threads (the usable cores, {cores} here; word2vec.c's default is 12)",
+        help=f"worker threads (the usable cores, {cores} here, divided among the processes "
+        "torchrun starts on this machine; word2vec.c's default is 12)",
     )
     parser.add_argument(
         "-device",
@@ -246,13 +271,19 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> None:
-    """``torchw2v train``: train, then write the vectors (and the model)."""
-    _check_writable(args.output, "-output")
-    if args.save_model:
+    """``torchw2v train``: train, then write the vectors (and the model).
+
+    Started by ``torchrun`` with several processes, they train one model together and rank 0
+    alone checks and writes the outputs.
+    """
+    writer = is_writer()
+    if writer:
+        _check_writable(args.output, "-output")
+    if writer and args.save_model:
         _check_writable(args.save_model, "-save-model")
-    if args.checkpoint:
+    if writer and args.checkpoint:
         _check_writable(args.checkpoint, "-checkpoint")
-    model = Word2Vec(**_settings(args))
+    model = Word2Vec(**_settings(args), **_distributed(args))
     model.build_vocab(corpus_file=args.train)
     model.train(
         corpus_file=args.train,
@@ -261,11 +292,20 @@ def _train(args: argparse.Namespace) -> None:
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
     )
-    model.wv.save_word2vec_format(args.output, binary=bool(args.binary))
+    if not writer:
+        return
+    save_word2vec_format(model.wv, args.output, binary=bool(args.binary))
     logger.info("wrote %i vectors of %i dimensions to %s", *model.wv.vectors.shape, args.output)
     if args.save_model:
         model.save(args.save_model)
         logger.info("saved the model to %s", args.save_model)
+
+
+def _distributed(args: argparse.Namespace) -> dict[str, Any]:
+    """``Word2Vec``'s ``distributed`` argument when ``torchrun`` started several processes."""
+    if not launched_by_torchrun():
+        return {}
+    return {"distributed": SyncPolicy(args.sync_words, args.sync_mode)}
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -313,22 +353,8 @@ def load_vectors(path: str) -> KeyedVectors:
     Raises
     ------
     ValueError
-        The file is not in word2vec format.
+        The file is not in word2vec format, or is damaged; the message says where and how.
     FileNotFoundError
         The file does not exist.
     """
-    try:
-        return KeyedVectors.load_word2vec_format(path, binary=not _is_text(path))
-    except (ValueError, EOFError) as err:
-        raise ValueError(f"{path} is not a word2vec vectors file (text or binary): {err}") from None
-
-
-def _is_text(path: str) -> bool:
-    """Whether the line after the ``<words> <dimensions>`` header is a word and its numbers."""
-    with utils.open(path, "rb") as lines:
-        header, first = lines.readline(), lines.readline()
-    try:
-        size = int(header.split()[1])
-        return len(np.array(first.decode("utf-8").split()[1:], dtype=np.float32)) == size
-    except (ValueError, IndexError):  # a binary vector is no UTF-8 text of numbers
-        return False
+    return load_word2vec_format(path)

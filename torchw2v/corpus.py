@@ -12,11 +12,13 @@ same pass, so training never re-reads or re-tokenises the text. The encoded corp
 from __future__ import annotations
 
 import logging
+import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import GeneratorType
+from typing import IO
 
 import numpy as np
 from gensim.utils import keep_vocab_item, to_unicode
@@ -35,20 +37,37 @@ class CorpusFile:
     ----------
     path : str or pathlib.Path
         The file to read.
+    start, end : int, optional
+        Read only the lines whose first byte lies in ``[start, end)`` (a seekable file):
+        byte ranges that tile a file split its lines among readers, each line read once.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, start: int = 0, end: int | None = None):
         self.path = str(path)
+        self.start, self.end = start, end
 
     def __iter__(self) -> Iterator[list[str]]:
         try:
             with smart_open(self.path, "rb") as lines:
-                for line in lines:
+                for line in self._lines(lines):
                     yield to_unicode(line).split()
         except UnicodeDecodeError as err:
             raise ValueError(
                 f"corpus_file {self.path!r} is not UTF-8 text ({err}); re-encode it as UTF-8"
             ) from None
+
+    def _lines(self, stream: IO[bytes]) -> Iterator[bytes]:
+        """The lines of ``stream`` that start in the byte range (all of them by default)."""
+        if not self.start and self.end is None:
+            yield from stream
+            return
+        position, end = self.start, math.inf if self.end is None else self.end
+        if self.start:
+            stream.seek(self.start - 1)
+            position += len(stream.readline()) - 1  # the rest of a line begun before start
+        while position < end and (line := stream.readline()):
+            position += len(line)
+            yield line
 
     def __repr__(self) -> str:
         return f"CorpusFile({self.path!r})"

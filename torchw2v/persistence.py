@@ -11,8 +11,10 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from smart_open import open as smart_open
@@ -31,20 +33,42 @@ def write_model(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.nda
     """
     header = {"format": FORMAT, "version": FORMAT_VERSION, **meta}
     payload = {"meta": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays}
+    with atomic_open(path) as out:
+        np.savez(out, **payload)
+
+
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
+    """A binary file to write ``path`` through, in place only once it is complete.
+
+    A local ``path`` is written to a temporary file beside it, compressed as the extension of
+    ``path`` says (``.gz``, ``.bz2``, ... through smart-open), fsynced, then renamed over
+    ``path``; if the writing fails, the temporary file is removed and ``path`` is untouched.
+    Remote paths (``s3://`` ...) are written through smart-open, whose stores replace objects
+    whole.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder of a local ``path`` does not exist.
+    """
     path = str(path)
-    if "://" in path:  # remote object stores replace objects whole
+    if "://" in path:
         with smart_open(path, "wb") as out:
-            np.savez(out, **payload)
+            yield out
         return
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save to {path!r}: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".torchw2v-", suffix=".tmp", dir=folder)
+    # the temporary name ends with the target's extension, so smart-open compresses alike
+    fd, tmp = tempfile.mkstemp(prefix=".torchw2v-", suffix=".tmp" + Path(path).suffix, dir=folder)
     try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, **payload)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with smart_open(tmp, "wb") as out:
+                yield out
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -58,6 +58,23 @@ class Position:
     stats: ChunkStats = field(default_factory=ChunkStats)
 
 
+@dataclass
+class ChunkPlan:
+    """How an epoch is cut into chunks, and how far through the epoch each cut is.
+
+    Attributes
+    ----------
+    bounds : numpy.ndarray
+        ``(C + 1,)`` sentence indices: chunk ``c`` is sentences ``bounds[c]:bounds[c + 1]``.
+    progress : numpy.ndarray
+        ``(C + 1,)`` fraction of the epoch's words done at each bound; the learning rate
+        follows it. Distributed training counts the words of all ranks here.
+    """
+
+    bounds: np.ndarray
+    progress: np.ndarray
+
+
 def chunk_bounds(offsets: np.ndarray, chunk_words: int) -> np.ndarray:
     """Sentence indices that cut the corpus into chunks of about ``chunk_words`` tokens."""
     marks = np.arange(chunk_words, offsets[-1], chunk_words)
@@ -79,6 +96,9 @@ class Trainer:
     chunk_words : int, optional
         Tokens handed to the engine per call (default ``CHUNK_WORDS``); sets how often
         progress, rates and checkpoints update.
+    plan : ChunkPlan, optional
+        The chunks and their progress, replacing ``chunk_words`` (distributed training
+        gives every rank the same number of chunks).
     """
 
     def __init__(
@@ -87,12 +107,16 @@ class Trainer:
         corpus: EncodedCorpus,
         device: torch.device,
         chunk_words: int | None = None,
+        plan: ChunkPlan | None = None,
     ):
         self.engine = engine
         self.corpus = corpus
         self.ids = torch.from_numpy(corpus.ids).to(device)
         self.offsets = torch.from_numpy(corpus.offsets)
-        self.bounds = chunk_bounds(corpus.offsets, chunk_words or CHUNK_WORDS)
+        if plan is None:
+            bounds = chunk_bounds(corpus.offsets, chunk_words or CHUNK_WORDS)
+            plan = ChunkPlan(bounds, corpus.offsets[bounds] / max(corpus.ids.size, 1))
+        self.bounds, self.progress = plan.bounds, plan.progress
 
     @property
     def chunks_per_epoch(self) -> int:
@@ -140,8 +164,8 @@ class Trainer:
                     stats += self.engine.train_chunk(
                         ids,
                         offsets,
-                        schedule.alpha(epoch, start_word / total),
-                        schedule.alpha(epoch, end / total),
+                        schedule.alpha(epoch, float(self.progress[index])),
+                        schedule.alpha(epoch, float(self.progress[index + 1])),
                     )
                     bar.update(ids.numel())
                     if stats.pairs:
@@ -151,7 +175,7 @@ class Trainer:
                         logger.info(
                             "EPOCH %i - PROGRESS: at %.2f%% words, %.0f words/s",
                             epoch,
-                            100 * end / total,
+                            100 * self.progress[index + 1],
                             end / (last_log - started),
                         )
                     if on_chunk_end is not None:

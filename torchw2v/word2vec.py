@@ -31,6 +31,7 @@ from gensim.models.word2vec import _assign_binary_codes
 
 from . import persistence, safe_pickle
 from .corpus import EncodedCorpus, as_sentences, encode, scan
+from .distributed import Cluster, SyncPolicy, chain
 from .engines import (
     ENGINES,
     ChunkStats,
@@ -161,6 +162,12 @@ class Word2Vec:
         Training engine: ``"compiled"`` is a C++ op on CPU and a fused Triton kernel on
         CUDA, ``"torch"`` vectorised torch ops for any device; ``"auto"`` picks the compiled
         engine when it is available for the device and settings, else ``"torch"``.
+    distributed : bool or torchw2v.distributed.SyncPolicy
+        Train one model across the processes ``torchrun`` started (gloo on CPU, NCCL on
+        CUDA, each rank on ``cuda:LOCAL_RANK``): each rank reads its own shard of the corpus,
+        the vocabulary is the whole corpus's, and the ranks synchronise their weights every
+        ``SyncPolicy.every_words`` words. Only rank 0 writes models and checkpoints. A
+        ``SyncPolicy`` sets the interval, the synchronisation mode and the timeout.
     """
 
     def __init__(
@@ -194,6 +201,7 @@ class Word2Vec:
         shrink_windows: bool = True,
         device: str | torch.device | None = None,
         engine: str = "auto",
+        distributed: bool | SyncPolicy = False,
     ):
         self.vector_size = vector_size
         self.alpha = alpha
@@ -222,6 +230,9 @@ class Word2Vec:
         self.engine = engine
         self._check_settings()
         self.device = resolve_device(device)
+        self.distributed = distributed
+        self._cluster = Cluster.connect(distributed, self.device)
+        self.device = self._cluster.device
 
         self.wv = KeyedVectors(vector_size)
         self.wv.vectors_lockf = np.ones(1, dtype=np.float32)
@@ -327,11 +338,12 @@ class Word2Vec:
         RuntimeError
             ``update=True`` on a model without a vocabulary.
         """
-        sentences = as_sentences(corpus_iterable, corpus_file)
+        sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
         scanned = scan(sentences, self.max_vocab_size, trim_rule, progress_per)
+        scanned, self.corpus_count, self.corpus_total_words = self._cluster.merge_vocabulary(
+            scanned, sentences
+        )
         remap = self._install_counts(scanned.words, scanned.counts, update, trim_rule)
-        self.corpus_count = scanned.corpus.sentences
-        self.corpus_total_words = scanned.corpus.raw_words
         self._cache = (_source_key(corpus_iterable, corpus_file), scanned.corpus.remapped(remap))
 
     def build_vocab_from_freq(
@@ -538,9 +550,11 @@ class Word2Vec:
             raise ValueError("no word of the training corpus is in the vocabulary")
 
         schedule = Schedule(epochs, start_alpha, end_alpha)
-        start = self._resume(checkpoint, schedule, corpus) if checkpoint else None
-        engine = self._make_engine(self.seed + self.train_count)
-        trainer = Trainer(engine, corpus, self.device)
+        writer = self._cluster.rank == 0  # only rank 0 reads and writes checkpoints
+        start = self._resume(checkpoint, schedule, corpus) if checkpoint and writer else None
+        start = self._cluster.share_start(start)
+        engine = self._make_engine(self._cluster.seed(self.seed + self.train_count))
+        trainer = Trainer(engine, corpus, self.device, plan=self._cluster.plan(corpus))
         if start:
             engine.calls = start.epoch * trainer.chunks_per_epoch + start.chunk
         logger.info(
@@ -562,14 +576,22 @@ class Word2Vec:
         started = time.perf_counter()
         for callback in self.callbacks:
             callback.on_train_begin(self)
-        saver = checkpoint and _Checkpointer(self, checkpoint, checkpoint_every, schedule, corpus)
+        saver = (
+            _Checkpointer(self, checkpoint, checkpoint_every, schedule, corpus)
+            if checkpoint and writer
+            else None
+        )
+        weights = (self._syn0, self._syn1neg, self._syn1)
+        sync = self._cluster.synchronizer(weights, trainer.chunks_per_epoch)
         reports = trainer.run(
             schedule,
             on_epoch_begin=self._on_epoch_begin,
-            on_epoch_end=lambda report: self._on_epoch_end(report, start_alpha),
+            on_epoch_end=lambda report: self._on_epoch_end(
+                self._cluster.sum_report(report), start_alpha
+            ),
             report_delay=report_delay,
             start=start,
-            on_chunk_end=saver or None,
+            on_chunk_end=chain(sync, saver),
         )
         if saver:
             saver.remove()
@@ -648,7 +670,8 @@ class Word2Vec:
             self._cache[0], _source_key(corpus_iterable, corpus_file)
         ):
             return self._cache[1]
-        return encode(as_sentences(corpus_iterable, corpus_file), self.wv.key_to_index)
+        sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
+        return encode(sentences, self.wv.key_to_index)
 
     def _sampling_tables(self) -> SamplingTables:
         """Subsampling thresholds, negative table and Huffman paths on the training device."""
@@ -765,8 +788,11 @@ class Word2Vec:
         """Save the whole model (settings, vocabulary, weights, training state) atomically.
 
         The file is an ``.npz`` archive with JSON metadata; loading it never runs code.
-        Callbacks, ``trim_rule`` and ``hashfxn`` are not saved.
+        Callbacks, ``trim_rule`` and ``hashfxn`` are not saved. In distributed training only
+        rank 0 writes; on the other ranks this does nothing.
         """
+        if self._cluster.rank:
+            return
         persistence.write_model(fname_or_handle, *self._state())
 
     @classmethod

@@ -1,0 +1,212 @@
+"""Benchmark distributed training: 1, 2 and 4 ranks, synchronisation intervals and modes.
+
+Every run is the ``torchw2v train`` command as a user types it: ``python -m torchw2v train``
+for one process, ``torchrun --nproc_per_node R -m torchw2v train`` for R ranks, with
+``--threads`` per rank so that all ranks together use ``--total-threads`` threads (at least 1
+each, so 4 ranks on 2 threads oversubscribe). The corpus slice is decompressed once, so the
+ranks split it into byte ranges. Training and synchronisation seconds come from rank 0's
+log; the vectors are scored afterwards (analogies at 30,000 words, WS353, SimLex-999).
+
+A run is ``RANKS[:MODE:EVERY_WORDS]``, e.g. ``1``, ``2:delta:524288``, ``4:rows:65536``.
+
+Examples
+--------
+``python benchmarks/bench_distributed.py --tokens 4000000 --epochs 3 --record``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from common import RESULTS, machine, publish
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = (ROOT / "../shared/corpora/wiki17m.txt.gz").resolve()
+DEFAULT_RUNS = (
+    "1",
+    "1",
+    "2:delta:65536",
+    "2:delta:524288",
+    "2:delta:2097152",
+    "2:rows:65536",
+    "2:average:524288",
+    "4:delta:524288",
+)
+TRAINED = re.compile(r"training on (\d+) raw words \((\d+) effective words\) took ([\d.]+)s")
+SYNCED = re.compile(r"EPOCH \d+: (\d+) synchronisations \(\w+\) took ([\d.]+)s, (\d+)% of rows")
+
+
+@dataclass
+class Run:
+    """One ``torchw2v train`` command and what it measured."""
+
+    ranks: int
+    mode: str
+    every_words: int
+    threads: int
+    command_s: float = 0.0
+    train_s: float = 0.0
+    raw_words: int = 0
+    syncs: int = 0
+    sync_s: float = 0.0
+    rows_percent: float = 0.0
+    analogy: float = 0.0
+    ws353: float = 0.0
+    simlex: float = 0.0
+
+    @property
+    def label(self) -> str:
+        if self.ranks == 1:
+            return "1 process"
+        return f"{self.ranks} ranks, {self.mode}, every {self.every_words:,} words"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line flags; see ``--help``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="LineSentence .gz")
+    parser.add_argument("--tokens", type=int, default=4_000_000, help="first N tokens (lines)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--size", type=int, default=100, help="vector size")
+    parser.add_argument("--total-threads", type=int, default=2, help="threads of all ranks")
+    parser.add_argument("--run", action="append", help=f"RANKS[:MODE:EVERY] ({DEFAULT_RUNS})")
+    parser.add_argument("--record", action="store_true", help=f"append the results to {RESULTS}")
+    return parser.parse_args(argv)
+
+
+def parse_run(text: str, total_threads: int) -> Run:
+    """``RANKS[:MODE:EVERY_WORDS]`` as a :class:`Run` (not measured yet)."""
+    ranks, mode, every = (text.split(":") + ["delta", "524288"])[:3]
+    return Run(int(ranks), mode, int(every), max(1, total_threads // int(ranks)))
+
+
+def write_slice(source: Path, tokens: int, dest: Path) -> tuple[int, int]:
+    """Decompress the first whole lines of ``source`` holding ``tokens`` tokens to ``dest``."""
+    lines = written = 0
+    with gzip.open(source, "rt", encoding="utf-8") as src, dest.open("w", encoding="utf-8") as dst:
+        for line in src:
+            if written >= tokens:
+                break
+            dst.write(line)
+            lines += 1
+            written += len(line.split())
+    return lines, written
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(run: Run, corpus: Path, vectors: Path, args: argparse.Namespace) -> list[str]:
+    """The ``torchw2v train`` command line of ``run``."""
+    launcher = [sys.executable, "-m", "torchw2v"]
+    if run.ranks > 1:
+        launcher = [
+            *("torchrun", "--nproc_per_node", str(run.ranks)),
+            *("--master_port", str(free_port()), "-m", "torchw2v"),
+        ]
+    flags = ["-train", str(corpus), "-output", str(vectors), "-binary", "1", "-cbow", "0"]
+    flags += ["-size", str(args.size), "-iter", str(args.epochs), "-threads", str(run.threads)]
+    flags += ["-device", "cpu", "-sync-words", str(run.every_words), "-sync-mode", run.mode]
+    return [*launcher, "train", *flags]
+
+
+def measure(run: Run, corpus: Path, tmp: Path, args: argparse.Namespace) -> Run:
+    """Run the command, read rank 0's log, score the vectors."""
+    from torchw2v.cli import load_vectors
+    from torchw2v.evaluation import evaluate
+
+    vectors = tmp / "vectors.bin"
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}  # this checkout's torchw2v
+    started = time.perf_counter()
+    done = subprocess.run(
+        command(run, corpus, vectors, args), capture_output=True, text=True, env=env
+    )
+    run.command_s = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"{run.label} failed:\n{done.stderr[-3000:]}")
+    trained = TRAINED.findall(done.stderr)[-1]  # rank 0 logs at INFO, the others do not
+    run.raw_words, run.train_s = int(trained[0]), float(trained[2])
+    synced = SYNCED.findall(done.stderr)
+    run.syncs = sum(int(calls) for calls, _, _ in synced)
+    run.sync_s = sum(float(seconds) for _, seconds, _ in synced)
+    run.rows_percent = max((float(rows) for _, _, rows in synced), default=0.0)
+    scores = evaluate(load_vectors(str(vectors)))
+    run.analogy = scores["analogies"]["overall"]
+    run.ws353 = scores["pairs"]["wordsim353.tsv"]["spearman"]
+    run.simlex = scores["pairs"]["simlex999.txt"]["spearman"]
+    return run
+
+
+def report(args: argparse.Namespace, slice_: tuple[int, int], runs: list[Run], load: str) -> str:
+    """The markdown block for one benchmark run."""
+    lines, tokens = slice_
+    baseline = runs[0].raw_words / runs[0].train_s
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        f"### {when}: distributed training, {args.corpus.name}, {tokens:,} tokens "
+        f"({lines:,} lines), {args.epochs} epochs",
+        "",
+        f"`python {shlex.join(sys.argv)}`",
+        "",
+        f"- machine: {machine('torch', 'gensim')}; "
+        f"load average (1, 5, 15 min) before / after: {load}",
+        f"- settings: `torchw2v train -cbow 0 -size {args.size} -iter {args.epochs}` (window 5, "
+        f"negative 5, sample 1e-3, min-count 5), {args.total_threads} threads over all ranks "
+        "(at least 1 per rank), gloo on CPU, one machine",
+        "- train s and words/s: rank 0's `training on ... took` line (raw words of all ranks); "
+        "sync s: rank 0's time in synchronisations; command s: the whole command, start-up, "
+        "vocabulary and writing included",
+        "",
+        "| run | threads/rank | train s | words/s | vs 1 process | syncs | sync s | rows sent "
+        "| command s | analogy | WS353 | SimLex-999 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        speed = run.raw_words / run.train_s
+        rows = f"{run.rows_percent:.0f}%" if run.ranks > 1 else ""
+        out.append(
+            f"| {run.label} | {run.threads} | {run.train_s:.1f} | {speed:,.0f} "
+            f"| {speed / baseline:.2f}x | {run.syncs} | {run.sync_s:.1f} | {rows} "
+            f"| {run.command_s:.0f} | {run.analogy:.3f} | {run.ws353:.3f} | {run.simlex:.3f} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # score with this checkout's torchw2v
+    runs = [parse_run(text, args.total_threads) for text in args.run or DEFAULT_RUNS]
+    before = load_average()
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        slice_ = write_slice(args.corpus.resolve(), args.tokens, corpus)
+        print(f"corpus: {slice_[1]:,} tokens, {slice_[0]:,} lines", file=sys.stderr)
+        for run in runs:
+            measure(run, corpus, Path(tmp), args)
+            print(f"{run.label}: {run.train_s:.1f}s, analogy {run.analogy:.3f}", file=sys.stderr)
+    block = report(args, slice_, runs, f"{before} / {load_average()}")
+    publish(block, args.record)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,342 @@
+"""Distributed training: sharding, the merged vocabulary, and 2 CPU ranks over gloo.
+
+The multi-process tests start one Python process per rank with the environment ``torchrun``
+gives its workers (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), plus one run of
+``torchrun`` itself through the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import gensim
+import numpy as np
+import pytest
+import torch
+from gensim.test.utils import datapath
+
+import torchw2v
+from torchw2v.corpus import CorpusFile, scan
+from torchw2v.distributed import (
+    RoundRobin,
+    Synchronizer,
+    SyncPolicy,
+    merge_vocabularies,
+    vocabulary_part,
+)
+from torchw2v.trainer import Position
+
+SETTINGS = {"sg": 1, "vector_size": 50, "epochs": 2, "workers": 1, "seed": 3, "device": "cpu"}
+POLICY = {"every_words": 2**17, "timeout": 60}
+
+WORKER = textwrap.dedent(
+    """
+    import json, logging, os, sys, time
+    import numpy as np
+    from gensim.models.callbacks import CallbackAny2Vec
+    from torchw2v import Word2Vec
+    from torchw2v.distributed import SyncPolicy
+
+    logging.basicConfig(level=logging.INFO)
+    job = json.loads(sys.argv[1])
+    rank, out = int(os.environ["RANK"]), job["out"]
+
+
+    class CrashOnRank1(CallbackAny2Vec):
+        def on_epoch_end(self, model):
+            if job["crash"] and rank == 1:
+                with open(f"{out}/crashed", "w") as f:
+                    f.write(str(time.time()))
+                os._exit(3)
+
+
+    def save(name, model):
+        np.save(f"{out}/{name}{rank}.npy", model.wv.vectors)
+        state = {"words": model.wv.index_to_key, "corpus": model.corpus_count,
+                 "raw": model.corpus_total_words,
+                 "counts": model.wv.expandos["count"].tolist(),
+                 "sample_int": model.wv.expandos["sample_int"].tolist(),
+                 "cum_table": model.cum_table.tolist()}
+        with open(f"{out}/{name}{rank}.json", "w") as f:
+            json.dump(state, f)
+
+
+    policy = SyncPolicy(**job["policy"])
+    model = Word2Vec(distributed=policy, callbacks=[CrashOnRank1()], **job["settings"])
+    model.build_vocab(corpus_file=job["corpus"])
+    model.train(corpus_file=job["corpus"], total_examples=model.corpus_count,
+                epochs=model.epochs, checkpoint=job["checkpoint"], checkpoint_every=0)
+    save("file", model)
+    model.save(f"{out}/model{rank}.npz")
+    if job["modes"]:  # an iterable, dealt out sentence by sentence, and the other modes
+        with open(job["corpus"]) as lines:
+            sentences = [line.split() for _, line in zip(range(400), lines)]
+        for mode in ("rows", "average"):
+            small = SyncPolicy(every_words=4096, mode=mode, timeout=60)
+            save(mode, Word2Vec(sentences, min_count=2, distributed=small, **job["settings"]))
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(script: Path, job: dict, env: dict, world: int = 2) -> list[tuple[int, str]]:
+    """Run ``script`` as ``world`` ranks, as torchrun would; each rank's status and stderr."""
+    port = str(free_port())
+    logs = [Path(job["out"]) / f"rank{rank}.log" for rank in range(world)]
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, str(script), json.dumps(job)],
+            env={
+                **env,
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": str(world),
+                "LOCAL_WORLD_SIZE": str(world),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
+        for rank, log in enumerate(logs)
+    ]
+    return [(rank.wait(timeout=240), log.read_text()) for rank, log in zip(ranks, logs)]
+
+
+def quality(wv) -> tuple[float, int]:
+    """WordSim-353 Spearman correlation, and how many of "march"'s 10 neighbours are months.
+
+    (Analogies take half a minute to score; benchmarks/bench_distributed.py measures them.)
+    """
+    months = {"january", "february", "april", "may", "june", "july", "august", "september"}
+    months |= {"october", "november", "december"}
+    neighbours = {word for word, _ in wv.most_similar("march", topn=10)}
+    return wv.evaluate_word_pairs(datapath("wordsim353.tsv"))[1][0], len(neighbours & months)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("worker") / "worker.py"
+    path.write_text(WORKER)
+    return path
+
+
+def read_state(out: Path, name: str, rank: int) -> dict:
+    return json.loads((out / f"{name}{rank}.json").read_text())
+
+
+def gensim_state(model) -> dict:
+    wv = model.wv
+    return {
+        "words": wv.index_to_key,
+        "corpus": model.corpus_count,
+        "raw": model.corpus_total_words,
+        "counts": wv.expandos["count"].tolist(),
+        "sample_int": wv.expandos["sample_int"].tolist(),
+        "cum_table": model.cum_table.tolist(),
+    }
+
+
+# ------------------------------------------------------------------ sharding and merging
+
+
+@pytest.fixture
+def ragged_file(tmp_path) -> Path:
+    """Lines of many lengths, an empty line and multi-byte characters."""
+    lines = [" ".join(f"w{i % 7}é" for i in range(n)) for n in (3, 0, 1, 40, 2, 9, 1, 25, 4, 6)]
+    path = tmp_path / "ragged.txt"
+    path.write_text("\n".join(lines * 3) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 7, 50])
+def test_byte_ranges_read_every_line_exactly_once(ragged_file, world):
+    size = ragged_file.stat().st_size
+    shards = [
+        CorpusFile(ragged_file, size * r // world, size * (r + 1) // world) for r in range(world)
+    ]
+    assert [s for shard in shards for s in shard] == list(CorpusFile(ragged_file))
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_merged_shard_vocabularies_equal_one_pass_over_the_corpus(ragged_file, small_corpus, world):
+    size = ragged_file.stat().st_size
+    for corpus, shards in (
+        (
+            CorpusFile(ragged_file),
+            [
+                CorpusFile(ragged_file, size * r // world, size * (r + 1) // world)
+                for r in range(world)
+            ],
+        ),
+        (small_corpus, [RoundRobin(small_corpus, r, world) for r in range(world)]),
+    ):
+        whole = scan(corpus)
+        parts = [vocabulary_part(scan(shard), shard, r, world) for r, shard in enumerate(shards)]
+        words, counts = merge_vocabularies(parts)
+        assert words == whole.words
+        assert np.array_equal(counts, whole.counts)
+
+
+def test_round_robin_deals_sentences_out_and_restarts(small_corpus):
+    shards = [RoundRobin(small_corpus, r, 3) for r in range(3)]
+    assert list(shards[1]) == small_corpus[1::3] == list(shards[1])
+
+
+class IdenticalRanks:
+    """A cluster of ``world`` ranks that all hold this rank's tensors (no processes)."""
+
+    def __init__(self, world: int, mode: str):
+        self.world, self.policy = world, SyncPolicy(mode=mode)
+
+    def all_reduce_(self, tensor, what, op=None):
+        if op is None:  # a sum over identical ranks
+            tensor.mul_(self.world)
+
+    def broadcast_(self, tensor, what):
+        pass
+
+
+@pytest.mark.parametrize("mode", ["delta", "rows", "average"])
+@pytest.mark.parametrize("world", [2, 4])
+def test_synchronisation_adds_up_changes_and_damps_rows_every_rank_moved(mode, world):
+    w = torch.zeros(3, 2)
+    sync = Synchronizer(IdenticalRanks(world, mode), [w], chunks_per_epoch=10)
+    w[0] += 1.0  # every rank made the same change to row 0; rows 1 and 2 are unchanged
+    sync(Position(0, 1))
+    summed = world if world <= 2 else 2.0  # the sum, damped to 2/n of it beyond 2 ranks
+    expected = 1.0 if mode == "average" else summed
+    assert w[0].tolist() == [expected, expected]
+    assert not w[1:].any()
+
+
+def test_sync_policy_is_checked():
+    with pytest.raises(ValueError, match="mode"):
+        SyncPolicy(mode="sometimes")
+    with pytest.raises(ValueError, match="every_words"):
+        SyncPolicy(every_words=0)
+
+
+def test_distributed_outside_torchrun_says_how_to_launch(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="torchrun"):
+        torchw2v.Word2Vec(distributed=True, device="cpu")
+
+
+# ------------------------------------------------------------------ two ranks over gloo
+
+
+def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
+    worker, wiki_txt, tmp_path, child_env
+):
+    job = {
+        "corpus": str(wiki_txt),
+        "out": str(tmp_path),
+        "settings": SETTINGS,
+        "policy": POLICY,
+        "checkpoint": None,
+        "crash": False,
+        "modes": True,
+    }
+    for status, err in launch(worker, job, child_env):
+        assert status == 0, err
+
+    reference = gensim.models.Word2Vec(min_count=5)
+    reference.build_vocab(corpus_file=str(wiki_txt))
+    assert read_state(tmp_path, "file", 0) == read_state(tmp_path, "file", 1)
+    assert read_state(tmp_path, "file", 0) == gensim_state(reference)
+    iterable = gensim.models.Word2Vec(min_count=2)
+    with open(wiki_txt) as lines:
+        iterable.build_vocab([line.split() for _, line in zip(range(400), lines)])
+    for name in ("file", "rows", "average"):
+        assert np.array_equal(
+            np.load(tmp_path / f"{name}0.npy"), np.load(tmp_path / f"{name}1.npy")
+        )
+    assert read_state(tmp_path, "rows", 1) == gensim_state(iterable)
+    assert (tmp_path / "model0.npz").exists() and not (tmp_path / "model1.npz").exists()
+
+    together = torchw2v.Word2Vec.load(tmp_path / "model0.npz", device="cpu")
+    alone = torchw2v.Word2Vec(corpus_file=str(wiki_txt), **{**SETTINGS, "workers": 2})
+    (ws353, months), (ws353_alone, months_alone) = quality(together.wv), quality(alone.wv)
+    assert alone.corpus_total_words == together.corpus_total_words
+    assert ws353 == pytest.approx(ws353_alone, abs=0.04)  # seeds alone move it by about 0.01
+    assert months >= 8 and months_alone >= 8
+
+
+def test_a_dead_rank_stops_the_other_with_a_clear_error_and_training_resumes(
+    worker, wiki_head, tmp_path, child_env
+):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(line) for line in wiki_head) + "\n")
+    checkpoint = tmp_path / "ck.npz"
+    job = {
+        "corpus": str(corpus),
+        "out": str(tmp_path),
+        "settings": {**SETTINGS, "min_count": 3},
+        "policy": {"every_words": 2**15, "timeout": 60},
+        "checkpoint": str(checkpoint),
+        "crash": True,
+        "modes": False,
+    }
+    (status_0, err_0), (status_1, _) = launch(worker, job, child_env)
+    assert status_1 == 3 and status_0 != 0
+    crashed = float((tmp_path / "crashed").read_text())
+    assert time.time() - crashed < 30  # rank 0 stopped without waiting for the 60 s timeout
+    assert "RankFailure: rank 0 of 2 stopped while" in err_0
+    assert "another rank died" in err_0
+    assert checkpoint.exists()
+
+    (status_0, err_0), (status_1, err_1) = launch(worker, {**job, "crash": False}, child_env)
+    assert status_0 == status_1 == 0, err_0 + err_1
+    assert "resuming from" in err_0
+    assert not checkpoint.exists()
+    assert np.array_equal(np.load(tmp_path / "file0.npy"), np.load(tmp_path / "file1.npy"))
+
+
+def test_torchrun_command_line_writes_the_vectors_once(wiki_head, tmp_path, child_env):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(line) for line in wiki_head[:1000]) + "\n")
+    vectors = tmp_path / "vectors.txt"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "torchw2v",
+            "train",
+            "-train",
+            str(corpus),
+            "-output",
+            str(vectors),
+            *("-cbow", "0", "-size", "16", "-iter", "1", "-device", "cpu"),
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("wrote ") == 1  # rank 0 alone writes (and logs)
+    wv = gensim.models.KeyedVectors.load_word2vec_format(str(vectors))
+    reference = gensim.models.Word2Vec(min_count=5)
+    reference.build_vocab(corpus_file=str(corpus))
+    assert wv.index_to_key == reference.wv.index_to_key
+    assert os.environ.get("RANK") is None  # the test process itself stays outside

@@ -1,0 +1,476 @@
+"""One model trained across processes, GPUs and machines with ``torch.distributed``.
+
+Launch with ``torchrun``: ``Word2Vec(..., distributed=True)`` (or the ``torchw2v train``
+command, which goes distributed by itself when ``torchrun`` starts more than one process)
+joins the process group that ``torchrun`` describes in the environment: gloo on CPU, NCCL on
+CUDA, where rank ``r`` trains on ``cuda:LOCAL_RANK``.
+
+- **Shards.** Each rank reads its own part of the corpus. A plain local ``corpus_file`` is
+  cut into byte ranges, one per rank (a line belongs to the range holding its first byte, as
+  gensim's ``corpus_file`` mode splits work among its threads); compressed or remote files
+  and iterables are dealt out sentence by sentence (sentence ``i`` to rank ``i % world``).
+- **Vocabulary.** Each rank counts its shard; the counts and each word's first occurrence
+  are all-gathered and merged in corpus order, so every rank builds the vocabulary of the
+  whole corpus, equal to gensim's (``max_vocab_size`` pruning, when set, prunes per rank).
+- **Chunks in lockstep.** Every rank cuts its shard into the same number of chunks of about
+  ``SyncPolicy.every_words / world`` words, and the learning rate at each cut follows the
+  words done by all ranks together.
+- **Synchronisation.** After every chunk the ranks make their weights one model again
+  (:class:`SyncPolicy` ``mode``), so between two synchronisations each rank trains on its own
+  copy, as Hogwild threads do on shared rows.
+- **Failures.** Collectives time out (``SyncPolicy.timeout``); a rank that dies or stalls
+  makes the others raise :class:`RankFailure` instead of hanging.
+
+Only rank 0 writes models and checkpoints (see :func:`is_writer` for your own outputs).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from smart_open.compression import get_supported_extensions
+
+from .corpus import CorpusFile, EncodedCorpus, ScannedCorpus
+from .trainer import ChunkPlan, EpochReport, Position
+
+logger = logging.getLogger(__name__)
+
+SYNC_MODES = ("delta", "rows", "average")
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+_RANK_STRIDE = 1 << 40  # sentence numbers of contiguous shards: rank * stride + local number
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    """How the ranks keep one model, and how long they wait for each other.
+
+    Parameters
+    ----------
+    every_words : int
+        Corpus words (all ranks together) trained between two synchronisations.
+    mode : {"delta", "rows", "average"}
+        ``"delta"``: the changes each rank made since the last synchronisation are added up
+        (an all-reduce of whole matrices), as if every rank's updates had been applied to one
+        shared model; a row that ``n > 2`` ranks changed gets ``2 / n`` of the sum, since
+        the full sum of many ranks' changes to a frequent word overshoots and diverges.
+        ``"rows"``: the same, sending only the rows that some rank changed (cheaper when a
+        synchronisation touches few of the vocabulary's rows). ``"average"``: the ranks'
+        weights are averaged (periodic model averaging), which divides each rank's step by
+        the number of ranks.
+    timeout : float
+        Seconds a rank waits for the others in a collective before raising
+        :class:`RankFailure` (used when torchw2v creates the process group).
+    """
+
+    every_words: int = 2**19
+    mode: str = "delta"
+    timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.every_words < 1 or self.timeout <= 0:
+            raise ValueError(
+                f"SyncPolicy needs every_words >= 1 and timeout > 0, got "
+                f"every_words={self.every_words}, timeout={self.timeout}"
+            )
+        if self.mode not in SYNC_MODES:
+            raise ValueError(f"SyncPolicy mode must be one of {SYNC_MODES}, got {self.mode!r}")
+
+
+class RankFailure(ConnectionError):
+    """Another rank died, stalled or cannot be reached, so this rank stopped training."""
+
+
+def launched_by_torchrun() -> bool:
+    """Whether ``torchrun`` (or a launcher like it) started this process among several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def local_world_size() -> int:
+    """Processes that the launcher started on this machine (1 outside ``torchrun``)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def is_writer() -> bool:
+    """Whether this process writes outputs: rank 0 (of the process group, or as ``torchrun``
+    numbered it before there is one), or a lone process.
+
+    Examples
+    --------
+    >>> if is_writer():  # doctest: +SKIP
+    ...     model.wv.save_word2vec_format("vectors.bin", binary=True)
+    """
+    if dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0  # torchrun's rank, before the group exists
+
+
+class RoundRobin:
+    """One rank's shard of an iterable corpus: sentences ``rank``, ``rank + world``, ...
+
+    Restartable when ``sentences`` is.
+    """
+
+    def __init__(self, sentences: Iterable[list[str]], rank: int, world: int):
+        self.sentences, self.rank, self.world = sentences, rank, world
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return itertools.islice(self.sentences, self.rank, None, self.world)
+
+    def __repr__(self) -> str:
+        return f"RoundRobin({self.sentences!r}, rank={self.rank}, world={self.world})"
+
+
+def vocabulary_part(
+    scanned: ScannedCorpus, shard: Iterable[list[str]], rank: int, world: int
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """What rank ``rank`` contributes to :func:`merge_vocabularies` from its scanned ``shard``.
+
+    Each word's first occurrence in the shard is placed in the whole corpus: shard sentence
+    ``s`` is sentence ``s * world + rank`` of a :class:`RoundRobin` shard, and comes after
+    every sentence of lower ranks in a byte-range shard.
+    """
+    corpus = scanned.corpus
+    first = np.full(len(scanned.words), corpus.ids.size, dtype=np.int64)
+    present, at = np.unique(corpus.ids, return_index=True)
+    first[present] = at  # (W,) each word's first token in the shard
+    sentence = np.searchsorted(corpus.offsets, first, side="right") - 1
+    position = first - corpus.offsets[sentence]
+    if isinstance(shard, RoundRobin):
+        sentence = sentence * world + rank
+    else:
+        sentence = sentence + rank * _RANK_STRIDE
+    return scanned.words, scanned.counts, sentence, position
+
+
+def merge_vocabularies(
+    parts: Sequence[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[list[str], np.ndarray]:
+    """Merge the raw vocabularies of corpus shards into the whole corpus's.
+
+    Parameters
+    ----------
+    parts : sequence of (words, counts, sentence, position)
+        Per shard: its distinct words, their ``(W,)`` int64 counts, and where each first
+        occurs: ``(W,)`` int64 global sentence numbers (any numbers that sort sentences in
+        corpus order) and ``(W,)`` int64 token positions in that sentence.
+
+    Returns
+    -------
+    (list of str, numpy.ndarray)
+        Distinct words in order of first occurrence in the whole corpus (the order a single
+        pass would have seen them in), and their summed int64 counts.
+    """
+    words = [word for part in parts for word in part[0]]
+    counts, sentence, position = (np.concatenate([part[i] for part in parts]) for i in (1, 2, 3))
+    order = np.lexsort((position, sentence))  # (W_all,) entries in corpus order
+    index: dict[str, int] = {}
+    merged = np.fromiter(
+        (index.setdefault(words[i], len(index)) for i in order), np.int64, count=len(order)
+    )
+    totals = np.zeros(len(index), dtype=np.int64)
+    np.add.at(totals, merged, counts[order])
+    return list(index), totals
+
+
+def chain(*hooks: Callable[[Position], None] | None) -> Callable[[Position], None] | None:
+    """One ``on_chunk_end`` hook calling the given ones in order (``None``s skipped)."""
+    present = [hook for hook in hooks if hook]
+    if len(present) < 2:
+        return present[0] if present else None
+
+    def call(position: Position) -> None:
+        for hook in present:
+            hook(position)
+
+    return call
+
+
+class Cluster:
+    """This process's place among the ranks that train one model, and their collectives.
+
+    ``Cluster.connect(False, device)`` stands for ordinary single-process training: one rank,
+    where every method is the identity or does nothing, so the training code has one path.
+
+    Attributes
+    ----------
+    rank, world : int
+        This process's rank and the number of ranks.
+    device : torch.device
+        Where this rank trains (``cuda:LOCAL_RANK`` for a CUDA device without an index).
+    policy : SyncPolicy
+        Synchronisation interval and mode, collective timeout.
+    """
+
+    def __init__(self, rank: int, world: int, device: torch.device, policy: SyncPolicy):
+        self.rank, self.world, self.device, self.policy = rank, world, device, policy
+
+    @classmethod
+    def connect(cls, distributed: bool | SyncPolicy, device: torch.device) -> Cluster:
+        """Join the process group (creating it from ``torchrun``'s environment if needed).
+
+        Raises
+        ------
+        ValueError
+            ``distributed`` is set but no process group exists and the environment does not
+            describe one (the script was not started by ``torchrun``).
+        """
+        if not distributed:
+            return cls(0, 1, device, SyncPolicy())
+        policy = distributed if isinstance(distributed, SyncPolicy) else SyncPolicy()
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            _init_process_group(device, policy.timeout)
+        cluster = cls(dist.get_rank(), dist.get_world_size(), device, policy)
+        logger.info(
+            "rank %i of %i on %s (%s), %s",
+            cluster.rank,
+            cluster.world,
+            device,
+            dist.get_backend(),
+            policy,
+        )
+        return cluster
+
+    # ------------------------------------------------------------------ corpus and vocabulary
+
+    def shard(self, sentences: Iterable[list[str]]) -> Iterable[list[str]]:
+        """This rank's part of a corpus: a byte range of a plain local file, else every
+        ``world``-th sentence."""
+        if self.world == 1:
+            return sentences
+        if isinstance(sentences, CorpusFile) and _seekable(sentences.path):
+            size = os.path.getsize(sentences.path)
+            start, end = (size * r // self.world for r in (self.rank, self.rank + 1))
+            return CorpusFile(sentences.path, start, end)
+        return RoundRobin(sentences, self.rank, self.world)
+
+    def merge_vocabulary(
+        self, scanned: ScannedCorpus, shard: Iterable[list[str]]
+    ) -> tuple[ScannedCorpus, int, int]:
+        """The whole corpus's raw vocabulary, from every rank's scan of its ``shard``.
+
+        Returns
+        -------
+        (ScannedCorpus, int, int)
+            The whole corpus's words and counts (order of first occurrence) with this rank's
+            shard encoded against them; the whole corpus's sentences and raw words.
+        """
+        corpus = scanned.corpus
+        if self.world == 1:
+            return scanned, corpus.sentences, corpus.raw_words
+        parts: list = [None] * self.world
+        with self._guard("merging the vocabulary"):
+            dist.all_gather_object(parts, vocabulary_part(scanned, shard, self.rank, self.world))
+        words, counts = merge_vocabularies(parts)
+        index = {word: i for i, word in enumerate(words)}
+        to_merged = np.array([index[word] for word in scanned.words], dtype=np.int32)
+        sentences, raw_words = self._sum(np.array([corpus.sentences, corpus.raw_words]))
+        merged = ScannedCorpus(words, counts, corpus.remapped(to_merged))
+        return merged, int(sentences), int(raw_words)
+
+    # ------------------------------------------------------------------ training
+
+    def seed(self, seed: int) -> int:
+        """This rank's engine seed: distinct random streams on every rank."""
+        return seed + self.rank * 2**32
+
+    def plan(self, corpus: EncodedCorpus) -> ChunkPlan | None:
+        """Chunks in lockstep: the same number on every rank, about ``every_words / world``
+        words each, with progress counted over all ranks. ``None`` (the trainer's own
+        chunks) for one rank."""
+        if self.world == 1:
+            return None
+        words = corpus.ids.size
+        per_rank = max(1, self.policy.every_words // self.world)
+        largest = int(self._max(np.array([words]))[0])
+        chunks = max(1, math.ceil(largest / per_rank))
+        marks = np.arange(1, chunks) * words // chunks
+        cuts = np.searchsorted(corpus.offsets, marks)
+        bounds = np.concatenate(([0], cuts, [corpus.sentences]))
+        done = self._sum(corpus.offsets[bounds])  # (chunks + 1,) words of all ranks
+        return ChunkPlan(bounds, done / max(int(done[-1]), 1))
+
+    def share_start(self, start: Position | None) -> Position | None:
+        """Rank 0's resume position (it alone reads checkpoints), for every rank.
+
+        Other ranks' epoch totals restart from zero: the resumed totals are rank 0's.
+        """
+        if self.world == 1:
+            return start
+        shared = [start]
+        with self._guard("sharing the resume position"):
+            dist.broadcast_object_list(shared, src=0)
+        start = shared[0]
+        return Position(start.epoch, start.chunk) if start and self.rank else start
+
+    def synchronizer(
+        self, weights: Sequence[torch.Tensor], chunks_per_epoch: int
+    ) -> Synchronizer | None:
+        """The ``on_chunk_end`` hook that synchronises ``weights``; ``None`` for one rank."""
+        return Synchronizer(self, weights, chunks_per_epoch) if self.world > 1 else None
+
+    def sum_report(self, report: EpochReport) -> EpochReport:
+        """Add every rank's raw words, trained words, pairs and loss into ``report``."""
+        if self.world == 1:
+            return report
+        stats = report.stats
+        totals = np.array([report.raw_words, stats.words, stats.pairs, stats.loss])
+        raw, words, pairs, loss = self._sum(totals)
+        report.raw_words, stats.words, stats.pairs, stats.loss = (
+            int(raw),
+            int(words),
+            int(pairs),
+            float(loss),
+        )
+        return report
+
+    # ------------------------------------------------------------------ collectives
+
+    def all_reduce_(self, tensor: torch.Tensor, what: str, op=dist.ReduceOp.SUM) -> None:
+        """All-reduce ``tensor`` in place; a failure names ``what`` was being done."""
+        with self._guard(what):
+            dist.all_reduce(tensor, op=op)
+
+    def broadcast_(self, tensor: torch.Tensor, what: str) -> None:
+        """Overwrite ``tensor`` with rank 0's."""
+        with self._guard(what):
+            dist.broadcast(tensor, src=0)
+
+    def _sum(self, values: np.ndarray) -> np.ndarray:
+        return self._reduce(values, dist.ReduceOp.SUM)
+
+    def _max(self, values: np.ndarray) -> np.ndarray:
+        return self._reduce(values, dist.ReduceOp.MAX)
+
+    def _reduce(self, values: np.ndarray, op: dist.ReduceOp) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(values)).to(self.device)
+        self.all_reduce_(tensor, "adding up counts", op)
+        return tensor.cpu().numpy()
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Turn a failed collective into a :class:`RankFailure` that says what happened."""
+        try:
+            yield
+        except RuntimeError as err:  # DistBackendError, DistNetworkError, timeouts
+            raise RankFailure(
+                f"rank {self.rank} of {self.world} stopped while {what}: another rank died, "
+                f"stalled for over {self.policy.timeout:g}s or cannot be reached (look for "
+                f"the first error in the other ranks' output) [{type(err).__name__}: {err}]"
+            ) from err
+
+
+class Synchronizer:
+    """Called after every chunk on every rank: makes the ranks' weights one model again.
+
+    At creation it gives every rank rank 0's weights (fresh, or resumed from a checkpoint).
+
+    Parameters
+    ----------
+    cluster : Cluster
+        The ranks and their policy.
+    weights : sequence of torch.Tensor
+        The ``(V, d)`` matrices to keep in sync (empty ones are skipped), updated in place.
+    chunks_per_epoch : int
+        After the epoch's last chunk, the epoch's synchronisations are logged.
+    """
+
+    def __init__(self, cluster: Cluster, weights: Sequence[torch.Tensor], chunks_per_epoch: int):
+        self.cluster, self.chunks_per_epoch = cluster, chunks_per_epoch
+        self.weights = [w for w in weights if w.numel()]
+        for w in self.weights:
+            cluster.broadcast_(w, "sharing rank 0's starting weights")
+        keep_base = cluster.policy.mode != "average"
+        self.bases = [w.clone() for w in self.weights] if keep_base else []
+        self.calls, self.seconds, self.rows_sent = 0, 0.0, 0.0
+
+    def __call__(self, position: Position) -> None:
+        started = time.perf_counter()
+        sync = getattr(self, f"_{self.cluster.policy.mode}")
+        for i, w in enumerate(self.weights):
+            sync(i, w)
+        self.calls += 1
+        self.seconds += time.perf_counter() - started
+        if position.chunk == self.chunks_per_epoch:
+            logger.info(
+                "EPOCH %i: %i synchronisations (%s) took %.2fs, %.0f%% of rows sent",
+                position.epoch,
+                self.calls,
+                self.cluster.policy.mode,
+                self.seconds,
+                100 * self.rows_sent / self.calls,
+            )
+            self.calls, self.seconds, self.rows_sent = 0, 0.0, 0.0
+
+    def _average(self, i: int, w: torch.Tensor) -> None:
+        self.cluster.all_reduce_(w, "averaging the weights")
+        w.div_(self.cluster.world)
+        self.rows_sent += 1 / len(self.weights)
+
+    def _delta(self, i: int, w: torch.Tensor) -> None:
+        base = self.bases[i]
+        w.sub_(base)  # w holds this rank's change ...
+        scale = self._row_scale(w) if self.cluster.world > 2 else None
+        self.cluster.all_reduce_(w, "adding up the ranks' updates")  # ... then all ranks'
+        if scale is not None:
+            w.mul_(scale[:, None])
+        w.add_(base)
+        base.copy_(w)
+        self.rows_sent += 1 / len(self.weights)
+
+    def _rows(self, i: int, w: torch.Tensor) -> None:
+        base = self.bases[i]
+        scale = self._row_scale(w - base)  # (V,), 0 for the rows no rank changed
+        rows = scale.nonzero().squeeze(1)  # (R,)
+        delta = w.index_select(0, rows).sub_(base.index_select(0, rows))  # (R, d)
+        self.cluster.all_reduce_(delta, "adding up the ranks' updates")
+        fresh = base.index_select(0, rows).addcmul_(delta, scale[rows, None])
+        w.index_copy_(0, rows, fresh)
+        base.index_copy_(0, rows, fresh)
+        self.rows_sent += rows.numel() / max(len(w), 1) / len(self.weights)
+
+    def _row_scale(self, change: torch.Tensor) -> torch.Tensor:
+        """``(V,)`` factor of each row's summed change: 1 where one or two ranks changed the
+        row, ``2 / n`` where ``n > 2`` did, 0 where none did.
+
+        Every rank moves a frequent word's row toward the same place, so adding up ``n``
+        such changes overshoots ``n`` times; measured in ``benchmarks/RESULTS.md``, the full
+        sum collapses with 4 ranks, while 2 ranks adding up in full match one process.
+        Rows changed by one or two ranks (rarer words) keep their whole change.
+        """
+        ranks = change.ne(0).any(dim=1).to(torch.int32)  # (V,) 1 where this rank changed it
+        self.cluster.all_reduce_(ranks, "counting the ranks that changed each row")
+        return torch.where(ranks > 2, 2 / ranks.clamp(min=1), (ranks > 0).to(change.dtype))
+
+
+def _seekable(path: str) -> bool:
+    """Whether ``path`` is a local file that can be read from a byte offset (not compressed)."""
+    return "://" not in path and Path(path).suffix.lower() not in get_supported_extensions()
+
+
+def _init_process_group(device: torch.device, timeout: float) -> None:
+    """Create the default process group from ``torchrun``'s environment variables."""
+    missing = [name for name in TORCHRUN_ENV if name not in os.environ]
+    if missing:
+        raise ValueError(
+            f"distributed=True, but no process group exists and {', '.join(missing)} "
+            "not set: start the script with torchrun (e.g. 'torchrun --nproc_per_node 2 "
+            "script.py'), or call torch.distributed.init_process_group first"
+        )
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
