@@ -153,3 +153,51 @@ class Engine(Protocol):
             Learning rate at the first and at the last token; it decays linearly between.
         """
         ...
+
+
+def huffman_tables(
+    tables: SamplingTables, vocab: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Huffman paths of ``tables`` as the compiled engines take them, checked.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor, torch.Tensor)
+        ``points`` ``(V, L)`` int32, ``codes`` ``(V, L)`` uint8 and ``lengths`` ``(V,)`` int32
+        on ``device``, contiguous; ``L >= 1`` (a one-word vocabulary has no path: one padding
+        column).
+
+    Raises
+    ------
+    ValueError
+        A table is missing, of the wrong shape, or out of range.
+    """
+    if tables.points is None or tables.codes is None or tables.lengths is None:
+        raise ValueError(
+            "hierarchical softmax needs tables.points, tables.codes and tables.lengths"
+        )
+    points = tables.points.to(device, torch.int64)
+    codes = tables.codes.to(device, torch.int64)
+    lengths = tables.lengths.to(device, torch.int64)
+    if points.dim() != 2 or points.shape[0] != vocab or codes.shape != points.shape:
+        raise ValueError(
+            f"tables.points and tables.codes must both be (V, L) with V={vocab}, got "
+            f"{tuple(points.shape)} and {tuple(codes.shape)}"
+        )
+    if lengths.shape != (vocab,):
+        raise ValueError(f"tables.lengths must be ({vocab},), got {tuple(lengths.shape)}")
+    depth = points.shape[1]
+    on_path = torch.arange(depth, device=device) < lengths[:, None]  # (V, L)
+    bad_node = ((points < 0) | (points >= vocab) | (codes < 0) | (codes > 1)) & on_path
+    if (lengths < 0).any() or (lengths > depth).any() or bad_node.any():
+        raise ValueError(
+            f"the Huffman tables are out of range: lengths must lie in [0, {depth}], points "
+            f"in [0, {vocab}) and codes in {{0, 1}} along each path"
+        )
+    if depth == 0:
+        points, codes = points.new_zeros(vocab, 1), codes.new_zeros(vocab, 1)
+    return (
+        points.to(torch.int32).contiguous(),
+        codes.to(torch.uint8).contiguous(),
+        lengths.to(torch.int32).contiguous(),
+    )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
+from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed, huffman_tables
 
 logger = logging.getLogger(__name__)
 
@@ -178,25 +178,6 @@ def _check_matrix(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name} must be contiguous (it is updated in place)")
 
 
-def _huffman_tables(tables: SamplingTables, vocab: int) -> tuple[torch.Tensor, ...]:
-    """``points``, ``codes`` and ``lengths`` as the op takes them: int32, uint8, int32."""
-    if tables.points is None or tables.codes is None or tables.lengths is None:
-        raise ValueError(
-            "hierarchical softmax needs tables.points, tables.codes and tables.lengths"
-        )
-    points = tables.points.to("cpu", torch.int32).contiguous()
-    codes = tables.codes.to("cpu", torch.uint8).contiguous()
-    lengths = tables.lengths.to("cpu", torch.int32).contiguous()
-    if points.dim() != 2 or points.shape[0] != vocab or codes.shape != points.shape:
-        raise ValueError(
-            f"tables.points and tables.codes must both be (V, L) with V={vocab}, got "
-            f"{tuple(points.shape)} and {tuple(codes.shape)}"
-        )
-    if lengths.shape != (vocab,):
-        raise ValueError(f"tables.lengths must be ({vocab},), got {tuple(lengths.shape)}")
-    return points, codes, lengths
-
-
 class CompiledEngine:
     """word2vec on CPU with the compiled op and ``config.workers`` Hogwild threads.
 
@@ -269,7 +250,9 @@ class CompiledEngine:
                     f"syn0 and syn1 must have the same shape, got {tuple(syn0.shape)} "
                     f"and {tuple(syn1.shape)}"
                 )
-            self.points, self.codes, self.lengths = _huffman_tables(tables, vocab)
+            self.points, self.codes, self.lengths = huffman_tables(
+                tables, vocab, torch.device("cpu")
+            )
         else:
             syn1 = syn0.new_empty(0, dim)  # not read by the op
             self.points = torch.empty(0, 0, dtype=torch.int32)
