@@ -201,3 +201,46 @@ def huffman_tables(
         codes.to(torch.uint8).contiguous(),
         lengths.to(torch.int32).contiguous(),
     )
+
+
+def check_objectives(config: EngineConfig, syn1: torch.Tensor | None) -> None:
+    """Raise ``ValueError`` unless ``config`` trains something, with ``syn1`` for ``hs``."""
+    if config.window < 1 or config.negative < 0:
+        raise ValueError(
+            "need window >= 1 and negative >= 0, got "
+            f"window={config.window}, negative={config.negative}"
+        )
+    if config.negative == 0 and not config.hs:
+        raise ValueError("nothing to train: need negative > 0, hs=True or both")
+    if config.hs and syn1 is None:
+        raise ValueError("hierarchical softmax (config.hs) needs syn1")
+
+
+def check_weights(
+    syn0: torch.Tensor, syn1neg: torch.Tensor, syn1: torch.Tensor | None, config: EngineConfig
+) -> None:
+    """``syn0`` and the output matrices ``config`` trains are 2-D float32, contiguous, alike.
+
+    Raises
+    ------
+    ValueError
+        Naming the matrix and what is wrong with it.
+    """
+    outputs = {"syn1neg": syn1neg} if config.negative > 0 else {}
+    if config.hs:
+        outputs["syn1"] = syn1
+    for name, t in (("syn0", syn0), *outputs.items()):
+        if t.dtype != torch.float32 or t.dim() != 2:
+            raise ValueError(
+                f"{name} must be a 2-D float32 tensor, got {t.dtype} of shape {tuple(t.shape)}"
+            )
+        if not t.is_contiguous():
+            raise ValueError(f"{name} must be contiguous (it is updated in place)")
+    for name, t in outputs.items():
+        if t.shape != syn0.shape or t.device != syn0.device:
+            raise ValueError(
+                f"syn0 and {name} must have the same shape and device, got "
+                f"{tuple(syn0.shape)} on {syn0.device} and {tuple(t.shape)} on {t.device}"
+            )
+    if syn0.shape[0] < 1 or syn0.shape[1] < 1:
+        raise ValueError(f"empty embedding matrix of shape {tuple(syn0.shape)}")

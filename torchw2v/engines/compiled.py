@@ -23,7 +23,15 @@ from pathlib import Path
 
 import torch
 
-from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed, huffman_tables
+from .base import (
+    ChunkStats,
+    EngineConfig,
+    SamplingTables,
+    check_objectives,
+    check_weights,
+    chunk_seed,
+    huffman_tables,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,17 +175,6 @@ def is_available() -> bool:
     return True
 
 
-def _check_matrix(name: str, t: torch.Tensor) -> None:
-    """``t`` is a 2-D float32 contiguous CPU tensor (updated in place by the op)."""
-    if t.device.type != "cpu" or t.dtype != torch.float32 or t.dim() != 2:
-        raise ValueError(
-            f"{name} must be a 2-D float32 CPU tensor, got {t.dtype} of shape "
-            f"{tuple(t.shape)} on {t.device}"
-        )
-    if not t.is_contiguous():
-        raise ValueError(f"{name} must be contiguous (it is updated in place)")
-
-
 class CompiledEngine:
     """word2vec on CPU with the compiled op and ``config.workers`` Hogwild threads.
 
@@ -226,30 +223,15 @@ class CompiledEngine:
         config: EngineConfig,
         syn1: torch.Tensor | None = None,
     ):
-        _check_matrix("syn0", syn0)
-        _check_matrix("syn1neg", syn1neg)
-        if config.negative > 0 and syn1neg.shape != syn0.shape:
+        check_objectives(config, syn1)
+        check_weights(syn0, syn1neg, syn1, config)
+        if syn0.device.type != "cpu" or config.workers < 1:
             raise ValueError(
-                f"syn0 and syn1neg must have the same shape, got {tuple(syn0.shape)} "
-                f"and {tuple(syn1neg.shape)}"
+                f"the compiled CPU engine needs CPU tensors and workers >= 1, got {syn0.device} "
+                f"and workers={config.workers}"
             )
-        if config.window < 1 or config.negative < 0 or config.workers < 1:
-            raise ValueError(
-                "need window >= 1, negative >= 0 and workers >= 1, got "
-                f"window={config.window}, negative={config.negative}, workers={config.workers}"
-            )
-        if config.negative == 0 and not config.hs:
-            raise ValueError("nothing to train: need negative > 0, hs=True or both")
         vocab, dim = syn0.shape
         if config.hs:
-            if syn1 is None:
-                raise ValueError("hierarchical softmax (config.hs) needs syn1")
-            _check_matrix("syn1", syn1)
-            if syn1.shape != syn0.shape:
-                raise ValueError(
-                    f"syn0 and syn1 must have the same shape, got {tuple(syn0.shape)} "
-                    f"and {tuple(syn1.shape)}"
-                )
             self.points, self.codes, self.lengths = huffman_tables(
                 tables, vocab, torch.device("cpu")
             )

@@ -75,7 +75,15 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed, huffman_tables
+from .base import (
+    ChunkStats,
+    EngineConfig,
+    SamplingTables,
+    check_objectives,
+    check_weights,
+    chunk_seed,
+    huffman_tables,
+)
 from .torch_engine import HS_BATCH_CENTERS
 
 UINT32_RANGE = 2**32
@@ -719,11 +727,10 @@ class TritonEngine:
         num_stages: int | None = None,
         dot_precision: str = DOT_PRECISION,
     ):
-        _check_settings(config, syn1)
-        outputs = {"syn1neg": syn1neg} if config.negative > 0 else {}
-        if config.hs:
-            outputs["syn1"] = syn1
-        _check_weights(syn0, outputs)
+        check_objectives(config, syn1)
+        if not config.hs and syn1 is not None:
+            raise ValueError("syn1 is given but config.hs is false (hs=0): pass syn1=None")
+        check_weights(syn0, syn1neg, syn1, config)
         if dot_precision not in ("ieee", "tf32x3", "tf32"):
             raise ValueError(
                 f"dot_precision must be 'ieee', 'tf32x3' or 'tf32', got {dot_precision!r}"
@@ -867,39 +874,6 @@ def _centers_per_launch(requested: int | None, hs: bool, centers: int) -> int | 
     if limit < 1:
         raise ValueError(f"centers_per_launch must be >= 1, got {limit}")
     return max(1, limit // centers) * centers
-
-
-def _check_settings(config: EngineConfig, syn1: torch.Tensor | None) -> None:
-    if config.window < 1 or config.negative < 0:
-        raise ValueError(
-            "the Triton engine needs window >= 1 and negative >= 0, got "
-            f"window={config.window}, negative={config.negative}"
-        )
-    if config.negative == 0 and not config.hs:
-        raise ValueError("nothing to train: need negative > 0, hs=True or both")
-    if config.hs and syn1 is None:
-        raise ValueError("hierarchical softmax (config.hs) needs syn1")
-    if not config.hs and syn1 is not None:
-        raise ValueError("syn1 is given but config.hs is false (hs=0): pass syn1=None")
-
-
-def _check_weights(syn0: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
-    """``syn0`` and the trained output matrices are 2-D float32, contiguous, alike."""
-    for name, t in (("syn0", syn0), *outputs.items()):
-        if t.dtype != torch.float32 or t.dim() != 2:
-            raise ValueError(
-                f"{name} must be a 2-D float32 tensor, got {t.dtype} of shape {tuple(t.shape)}"
-            )
-        if not t.is_contiguous():
-            raise ValueError(f"{name} must be contiguous (it is updated in place)")
-    for name, t in outputs.items():
-        if t.shape != syn0.shape or t.device != syn0.device:
-            raise ValueError(
-                f"syn0 and {name} must have the same shape and device, got "
-                f"{tuple(syn0.shape)} on {syn0.device} and {tuple(t.shape)} on {t.device}"
-            )
-    if syn0.shape[0] < 1 or syn0.shape[1] < 1:
-        raise ValueError(f"empty embedding matrix of shape {tuple(syn0.shape)}")
 
 
 def _device_tables(
