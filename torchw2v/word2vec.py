@@ -229,9 +229,8 @@ class Word2Vec:
         self.shrink_windows = shrink_windows
         self.engine = engine
         self._check_settings()
-        self.device = resolve_device(device)
         self.distributed = distributed
-        self._cluster = Cluster.connect(distributed, self.device)
+        self._cluster = Cluster.connect(distributed, resolve_device(device))
         self.device = self._cluster.device
 
         self.wv = KeyedVectors(vector_size)
