@@ -41,6 +41,7 @@ from .engines import (
     create_engine,
     resolve_device,
 )
+from .engines.base import divergence_error
 from .engines.lockf import LockedRows
 from .model import SkipGramNS
 from .trainer import EpochReport, Position, Schedule, Trainer
@@ -696,10 +697,7 @@ class Word2Vec:
     def _on_epoch_end(self, report: EpochReport, alpha: float) -> None:
         self._sync_to_host()
         if not np.isfinite(self.wv.vectors).all():
-            raise FloatingPointError(
-                f"training diverged to NaN/inf in epoch {report.epoch}; the learning rate "
-                f"alpha={alpha} is too high for this corpus: lower it (e.g. alpha={alpha / 10})"
-            )
+            raise divergence_error(alpha, f"in epoch {report.epoch}")
         self.epoch_loss = report.stats.loss
         self.running_training_loss += report.stats.loss
         for callback in self.callbacks:

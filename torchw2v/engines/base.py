@@ -155,6 +155,23 @@ class Engine(Protocol):
         ...
 
 
+def divergence_error(alpha: float, where: str = "") -> FloatingPointError:
+    """The error every engine raises when training diverges to NaN or infinity.
+
+    Parameters
+    ----------
+    alpha : float
+        The learning rate in force when the divergence was seen.
+    where : str, optional
+        Where it was seen, e.g. ``"in epoch 3"``.
+    """
+    place = f" {where}" if where else ""
+    return FloatingPointError(
+        f"training diverged to NaN/inf{place}; the learning rate alpha={alpha:g} is too high "
+        f"for this corpus: lower it (e.g. alpha={alpha / 10:g})"
+    )
+
+
 def huffman_tables(
     tables: SamplingTables, vocab: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
