@@ -599,10 +599,12 @@ struct Scratch {
         neu1e(d) {}
 };
 
-// sigmoid(f) from word2vec.c's table; 0 or 1 beyond -+MAX_EXP.
+// sigmoid(f) from word2vec.c's table; 0 or 1 beyond -+MAX_EXP. The index is clamped before
+// the conversion to int, which is undefined for NaN and out-of-range floats: a NaN score
+// reads entry 0 (the caller reports it as divergence, see scores_to_gradients).
 inline float table_sigmoid(float f) {
-  const float clamped = std::min(std::max(f, -kMaxExp), kMaxExp);
-  const int idx = std::min(int((clamped + kMaxExp) * kExpScale), kExpTableSize - 1);
+  const float pos = (f + kMaxExp) * kExpScale;
+  const int idx = pos > 0.0f ? int(std::min(pos, float(kExpTableSize - 1))) : 0;
   float sig = kSigmoid.v[idx];
   sig = f >= kMaxExp ? 1.0f : sig;
   return f <= -kMaxExp ? 0.0f : sig;
