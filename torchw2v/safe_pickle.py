@@ -5,10 +5,23 @@ file can run any function of any module. Here the unpickler builds only what a g
 is made of: gensim's classes, numpy arrays, dtypes and random states, and plain Python
 containers. Anything else (a function such as ``os.system``, a class of another package, a
 user's callback class) is refused before it is called.
+
+Files saved by gensim 1.x to 3.x (pickle protocol 2) name Python 2's modules
+(``__builtin__.long``); they are translated to Python 3's names, as pickle itself does, before
+the check. Those files also need the three callables below, each harmless:
+
+- ``_codecs.encode``: how a protocol-2 pickle stores ``bytes`` (``encode(text, "latin1")``).
+  It is replaced by :func:`latin1_bytes`, which does only that and refuses any other codec.
+- ``numpy.random.__RandomState_ctor``: takes no argument and returns ``RandomState(seed=0)``,
+  whose state the pickle then sets (gensim 1.x to 3.x kept a ``RandomState`` on the model).
+- ``builtins.hash`` (the files' ``__builtin__.hash``): stored as the model's ``hashfxn``
+  attribute, a reference that is never called; calling it would only hash an object the
+  unpickler itself built.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 from pathlib import Path
 from typing import Any
@@ -37,13 +50,27 @@ ALLOWED = {
         for name in ("__bit_generator_ctor", "__randomstate_ctor", "__generator_ctor")
     ),
     *(("numpy.random._mt19937", "MT19937"), ("numpy.random._pcg64", "PCG64")),
+    ("numpy.random", "__RandomState_ctor"),
 }
+
+
+def latin1_bytes(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles of ``bytes`` call it: latin-1 text to bytes."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(
+            f"the file asks to encode {type(text).__name__} with {encoding!r}; a gensim model "
+            "only encodes text with latin1"
+        )
+    return text.encode("latin1")
 
 
 class GensimUnpickler(pickle.Unpickler):
     """An unpickler that builds gensim's classes and the data they hold, and nothing else."""
 
     def find_class(self, module: str, name: str) -> Any:
+        module, name = python3_name(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return latin1_bytes
         if (module, name) in ALLOWED:
             return super().find_class(module, name)
         if module == "gensim" or module.startswith("gensim."):
@@ -53,6 +80,13 @@ class GensimUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(
             f"the file asks to call {module}.{name}, which is not part of a gensim model"
         )
+
+
+def python3_name(module: str, name: str) -> tuple[str, str]:
+    """The Python 3 name of a global a Python 2 pickle names (``__builtin__.long``: ``int``)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 def load_gensim(path: str | Path, mmap: str | None = None) -> Any:
