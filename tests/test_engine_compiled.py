@@ -276,7 +276,7 @@ def run_op(
         workers,
         compute_loss,
     )
-    words, loss, pairs = out.tolist()
+    words, loss, pairs, _ = out.tolist()
     return ChunkStats(words=int(words), loss=loss, pairs=int(pairs))
 
 

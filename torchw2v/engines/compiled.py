@@ -30,6 +30,7 @@ from .base import (
     check_objectives,
     check_weights,
     chunk_seed,
+    divergence_error,
     huffman_tables,
 )
 
@@ -39,6 +40,10 @@ SOURCE = Path(__file__).resolve().parent / "csrc" / "word2vec_cpu.cpp"
 EXTENSION_NAME = "torchw2v_cpu"
 DISABLE_ENV = "TORCHW2V_DISABLE_COMPILED"
 """Set to a non-empty value other than ``0`` to never build or use the compiled op."""
+MAX_NEGATIVE = 10000
+"""The most negatives per center word the op takes (its ``kMaxNegative``)."""
+MAX_WORKERS = 1024
+"""The most threads the op runs (its ``kMaxWorkers``)."""
 
 
 def _host_tag() -> str:
@@ -202,8 +207,9 @@ class CompiledEngine:
     Raises
     ------
     ValueError
-        A tensor is missing, not on the CPU, or has the wrong dtype, shape or layout; or the
-        config trains nothing (``negative == 0`` without ``hs``).
+        A tensor is missing, not on the CPU, or has the wrong dtype, shape or layout; the
+        config trains nothing (``negative == 0`` without ``hs``); or ``config.negative`` or
+        ``config.workers`` exceeds :data:`MAX_NEGATIVE` or :data:`MAX_WORKERS`.
     RuntimeError
         The op cannot be built here (see :func:`load_op`).
 
@@ -225,10 +231,15 @@ class CompiledEngine:
     ):
         check_objectives(config, syn1)
         check_weights(syn0, syn1neg, syn1, config)
-        if syn0.device.type != "cpu" or config.workers < 1:
+        if syn0.device.type != "cpu" or not 1 <= config.workers <= MAX_WORKERS:
             raise ValueError(
-                f"the compiled CPU engine needs CPU tensors and workers >= 1, got {syn0.device} "
-                f"and workers={config.workers}"
+                f"the compiled CPU engine needs CPU tensors and workers in [1, {MAX_WORKERS}], "
+                f"got {syn0.device} and workers={config.workers}"
+            )
+        if config.negative > MAX_NEGATIVE:
+            raise ValueError(
+                f"the compiled CPU engine takes at most negative={MAX_NEGATIVE}, "
+                f"got {config.negative}"
             )
         vocab, dim = syn0.shape
         if config.hs:
@@ -270,7 +281,14 @@ class CompiledEngine:
         Raises
         ------
         RuntimeError
-            Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N).
+            Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N, a
+            learning rate that is not a finite float32), or a chunk whose buffers would exceed
+            the op's scratch limit (2**28 values: the longest sentence's tokens times
+            ``negative``, plus its contexts times the targets of a center).
+        FloatingPointError
+            Training diverged: a score was NaN or infinite (see
+            :func:`~torchw2v.engines.base.divergence_error`); the op stopped at the first such
+            score without applying it.
         """
         cfg = self.config
         seed = chunk_seed(cfg.seed, self.calls)
@@ -298,5 +316,7 @@ class CompiledEngine:
             cfg.workers,
             cfg.compute_loss,
         )
-        words, loss, pairs = out.tolist()
+        words, loss, pairs, diverged = out.tolist()
+        if diverged:
+            raise divergence_error(alpha_start)
         return ChunkStats(words=int(words), loss=float(loss), pairs=int(pairs))

@@ -29,6 +29,13 @@
 // stream seeded from (seed, part index). Each part decays the learning rate linearly from
 // alpha_start to alpha_end over its own tokens, updated once per sentence.
 //
+// Safety: every id, offset, cum_table entry and Huffman entry is checked once at entry and
+// the settings are bounded (kMaxNegative, kMaxWorkers, kMaxScratchValues), so no index or
+// buffer size comes from an unchecked value; buffers grow with the longest sentence, never
+// with the window. Divergence: a NaN or infinite score updates nothing; its part stops, the
+// others stop at their next sentence, and the result says so (a final update that overflows
+// is not seen here: the caller checks the vectors once per epoch).
+//
 // Random stream (per part; the NumPy reference in tests/test_engine_compiled.py replays
 // it exactly): the state is word2vec.c's 48-bit LCG; a draw returns state >> 16 (gensim's
 // random_int32) and then advances the state. Per sentence: one draw per token for
@@ -43,9 +50,12 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
+#include <limits>
 #include <memory>
 #include <thread>
 #include <utility>
@@ -127,6 +137,7 @@ struct Problem {
   const uint8_t* codes;
   const int32_t* lengths;
   int64_t depth;
+  int64_t longest_path;  // HS only: max(lengths)
   int64_t vocab;
   int64_t dim;
   int64_t window;
@@ -138,10 +149,12 @@ struct Problem {
   bool compute_loss;
   double alpha_start;
   double alpha_end;
+  std::atomic<bool>* stop;  // set when a part diverges or fails: every part stops
 };
 
 struct Totals {
   double words = 0, loss = 0, pairs = 0;
+  bool diverged = false;  // a score was NaN or infinite
 };
 
 // Lanes of the hand-blocked loops below: the width of one SIMD register in floats, so that
@@ -582,7 +595,8 @@ struct Targets {
   }
 };
 
-// Per-thread buffers, sized for the widest window (2W contexts) and the most targets.
+// Per-thread buffers, sized for the most contexts (skip-gram; CBOW has one input row) and
+// the most targets of a center.
 struct Scratch {
   std::vector<float> scores;      // (contexts, targets): scores, then gradients
   std::vector<float> dx;          // (contexts, kLanes): the kernels' context updates
@@ -610,17 +624,26 @@ inline float table_sigmoid(float f) {
   return f <= -kMaxExp ? 0.0f : sig;
 }
 
+constexpr float kFloatMax = std::numeric_limits<float>::max();
+
 // rows x tg.n scores -> gradients (label - sigmoid(score)) * alpha, in place; beyond -+MAX_EXP
-// NS targets saturate (table_sigmoid) and HS nodes are skipped (g = 0).
-void scores_to_gradients(float* scores, int64_t rows, const Targets& tg, float alpha) {
+// NS targets saturate (table_sigmoid) and HS nodes are skipped (g = 0). Returns false if a
+// score is NaN or infinite: training diverged, and the gradients are not to be applied.
+bool scores_to_gradients(float* scores, int64_t rows, const Targets& tg, float alpha) {
+  bool finite = true;
   for (int64_t r = 0; r < rows; ++r) {
     float* f = scores + r * tg.n;
-    for (int64_t t = 0; t < tg.ns; ++t) f[t] = (tg.label[t] - table_sigmoid(f[t])) * alpha;
+    for (int64_t t = 0; t < tg.ns; ++t) {
+      finite &= std::fabs(f[t]) <= kFloatMax;
+      f[t] = (tg.label[t] - table_sigmoid(f[t])) * alpha;
+    }
     for (int64_t t = tg.ns; t < tg.n; ++t) {
+      finite &= std::fabs(f[t]) <= kFloatMax;
       const bool inside = f[t] > -kMaxExp && f[t] < kMaxExp;
       f[t] = inside ? (tg.label[t] - table_sigmoid(f[t])) * alpha : 0.0f;
     }
   }
+  return finite;
 }
 
 // Sum over rows x tg.n scores of -log sigmoid(score) (label 1) or -log sigmoid(-score) (label 0).
@@ -637,8 +660,9 @@ TORCHW2V_NOINLINE double loss_of(const float* scores, int64_t rows, const Target
   return loss;
 }
 
-// Skip-gram: each of the nc context rows x predicts the targets.
-void train_skipgram(float* const* x, int64_t nc, const Targets& tg, float alpha, const Problem& p,
+// Skip-gram: each of the nc context rows x predicts the targets. Returns false, having
+// updated nothing, if a score is not finite.
+bool train_skipgram(float* const* x, int64_t nc, const Targets& tg, float alpha, const Problem& p,
                     Scratch& s, Totals& t) {
   const Kernels fixed = kernels_for(tg.n);
   float* const* o = tg.rows.data();
@@ -646,17 +670,19 @@ void train_skipgram(float* const* x, int64_t nc, const Targets& tg, float alpha,
   if (fixed.scores) fixed.scores(x, nc, o, p.dim, g);
   else scores_generic(x, nc, o, tg.n, p.dim, g);
   if (p.compute_loss) t.loss += loss_of(g, nc, tg);
-  scores_to_gradients(g, nc, tg, alpha);
+  if (!scores_to_gradients(g, nc, tg, alpha)) return false;
   if (fixed.update && nc <= 2 * kMaxWindowFixed)
     fixed.update(x, nc, o, p.dim, g, s.dx.data(), s.oldx.data(), s.oldo.data());
   else
     update_generic(x, nc, o, tg.n, p.dim, g, s.dx.data(), s.dov.data(), s.oldx.data(),
                    s.oldo.data());
   t.pairs += double(nc);
+  return true;
 }
 
-// CBOW: the sum (or mean) neu1 of the nc context rows x predicts the targets.
-void train_cbow(float* const* x, int64_t nc, const Targets& tg, float alpha, const Problem& p,
+// CBOW: the sum (or mean) neu1 of the nc context rows x predicts the targets. Returns false,
+// having updated nothing, if a score is not finite.
+bool train_cbow(float* const* x, int64_t nc, const Targets& tg, float alpha, const Problem& p,
                 Scratch& s, Totals& t) {
   const int64_t d = p.dim;
   float* neu1 = s.neu1.data();
@@ -677,7 +703,7 @@ void train_cbow(float* const* x, int64_t nc, const Targets& tg, float alpha, con
   if (fixed.scores) fixed.scores(&neu1, 1, o, d, g);
   else scores_generic(&neu1, 1, o, tg.n, d, g);
   if (p.compute_loss) t.loss += loss_of(g, 1, tg);
-  scores_to_gradients(g, 1, tg, alpha);
+  if (!scores_to_gradients(g, 1, tg, alpha)) return false;
 
   std::fill(neu1e, neu1e + d, 0.0f);
   for (int64_t q = 0; q < tg.n; ++q) {  // neu1e = sum_t g_t o_t, from the old o_t
@@ -699,11 +725,40 @@ void train_cbow(float* const* x, int64_t nc, const Targets& tg, float alpha, con
     for (int64_t k = 0; k < d; ++k) xc[k] += neu1e[k];
   }
   t.pairs += 1.0;
+  return true;
 }
 
-// Train sentences [sent_lo, sent_hi) of the chunk with their own random stream.
+// Tokens in the longest of sentences [sent_lo, sent_hi), at least 1.
+int64_t longest_sentence(const int64_t* offsets, int64_t sent_lo, int64_t sent_hi) {
+  int64_t longest = 1;
+  for (int64_t s = sent_lo; s < sent_hi; ++s)
+    longest = std::max(longest, offsets[s + 1] - offsets[s]);
+  return longest;
+}
+
+// The most contexts of a center in sentences of at most `longest` tokens: a window wider than
+// the sentence costs nothing more.
+inline int64_t max_contexts(int64_t window, int64_t longest) {
+  return std::min(2 * std::min(window, longest), longest);
+}
+
+// The most targets of a center: the word and its negatives, and its Huffman path.
+inline int64_t max_targets(const Problem& p) {
+  return (p.negative > 0 ? p.negative + 1 : 0) + (p.hs ? p.longest_path : 0);
+}
+
+// Values in a part's two buffers that grow with a product of settings: the negatives (K per
+// token) and the scores (contexts x targets). In double, which cannot overflow.
+double scratch_values(const Problem& p, int64_t longest) {
+  const double rows = p.sg ? double(max_contexts(p.window, longest)) : 1.0;
+  return double(longest) * double(p.negative) + rows * double(max_targets(p));
+}
+
+// Train sentences [sent_lo, sent_hi) of the chunk, whose longest has `longest` tokens, with
+// their own random stream. Stops early when a score is not finite (out->diverged) or when
+// another part sets p.stop.
 void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_lo, int64_t sent_hi,
-                uint64_t seed, Totals* out) {
+                int64_t longest, uint64_t seed, Totals* out) {
   const int64_t d = p.dim, W = p.window, K = p.negative;
   const int64_t tok_lo = p.offsets[sent_lo], tok_hi = p.offsets[sent_hi];
   const double span = tok_hi > tok_lo ? double(tok_hi - tok_lo) : 1.0;
@@ -711,18 +766,17 @@ void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_l
   const FastMod mod_table{table_end}, mod_window{uint64_t(W)};
   Lcg rng(seed);
 
-  int64_t longest = 1;
-  for (int64_t s = sent_lo; s < sent_hi; ++s)
-    longest = std::max(longest, p.offsets[s + 1] - p.offsets[s]);
-  std::vector<int32_t> kept(longest), reach(longest);
+  const int64_t contexts = max_contexts(W, longest);
+  std::vector<int32_t> kept(longest);
+  std::vector<int64_t> reach(longest);  // a kept position's window, at most the sentence
   std::vector<int64_t> negs(longest * K + 8);  // K per kept position: draws, then words
-  std::vector<float*> in_rows(2 * W);
-  const int64_t max_targets = (K > 0 ? K + 1 : 0) + (p.hs ? p.depth : 0);
-  Targets targets(max_targets);
-  Scratch scratch(2 * W, max_targets, d);
+  std::vector<float*> in_rows(contexts);
+  Targets targets(max_targets(p));
+  Scratch scratch(p.sg ? contexts : 1, max_targets(p), d);
   Totals t;
 
-  for (int64_t s = sent_lo; s < sent_hi; ++s) {
+  for (int64_t s = sent_lo; s < sent_hi && !t.diverged; ++s) {
+    if (p.stop->load(std::memory_order_relaxed)) break;
     const float alpha = static_cast<float>(
         p.alpha_start + (p.alpha_end - p.alpha_start) * double(p.offsets[s] - tok_lo) / span);
     // 1. subsample; 2. per kept position, its reduced window and its negatives' draws
@@ -735,7 +789,8 @@ void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_l
     if (n < 2) continue;  // no contexts; nothing else is drawn for this sentence
     int64_t ndraws = 0;
     for (int64_t i = 0; i < n; ++i) {
-      reach[i] = int32_t(p.shrink_windows ? W - int64_t(mod_window(rng.next())) : W);
+      const int64_t r = p.shrink_windows ? W - int64_t(mod_window(rng.next())) : W;
+      reach[i] = std::min(r, n);
       for (int64_t k = 0; k < K; ++k) negs[ndraws++] = int64_t(mod_table(rng.next()));
     }
     // 3. negatives = bisect_left(cum_table, draw)
@@ -755,16 +810,29 @@ void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_l
       for (int64_t j = lo, c = 0; j < hi; ++j)
         if (j != i) in_rows[c++] = p.syn0 + int64_t(kept[j]) * d;
       targets.gather(p, kept[i], negs.data() + i * K);
-      if (p.sg) train_skipgram(in_rows.data(), nc, targets, alpha, p, scratch, t);
-      else train_cbow(in_rows.data(), nc, targets, alpha, p, scratch, t);
+      const bool finite = p.sg ? train_skipgram(in_rows.data(), nc, targets, alpha, p, scratch, t)
+                               : train_cbow(in_rows.data(), nc, targets, alpha, p, scratch, t);
+      if (!finite) {
+        t.diverged = true;
+        p.stop->store(true, std::memory_order_relaxed);
+        break;
+      }
     }
   }
   *out = t;
 }
 
+// Limits on the settings, far beyond any useful value; torchw2v/engines/compiled.py checks the
+// same ones. The scratch limit bounds a chunk's buffers that grow with a product of settings
+// (see scratch_values): 2**28 values, 1-2 GiB.
+constexpr int64_t kMaxNegative = 10000;
+constexpr int64_t kMaxWorkers = 1024;
+constexpr double kMaxScratchValues = double(int64_t(1) << 28);
+
 // The HS tables describe Huffman paths through syn1's rows: shapes, dtypes and ranges.
-void check_huffman(const at::Tensor& points, const at::Tensor& codes, const at::Tensor& lengths,
-                   int64_t V) {
+// Returns the longest path.
+int64_t check_huffman(const at::Tensor& points, const at::Tensor& codes, const at::Tensor& lengths,
+                      int64_t V) {
   TORCH_CHECK(points.scalar_type() == at::kInt && points.dim() == 2 && points.size(0) == V &&
                   points.is_contiguous(),
               "train_chunk: points must be a contiguous (V, L) int32 tensor with V=", V, ", got ",
@@ -781,9 +849,11 @@ void check_huffman(const at::Tensor& points, const at::Tensor& codes, const at::
   const int32_t* pt = points.data_ptr<int32_t>();
   const uint8_t* cd = codes.data_ptr<uint8_t>();
   const int32_t* len = lengths.data_ptr<int32_t>();
+  int64_t longest = 0;
   for (int64_t w = 0; w < V; ++w) {
     TORCH_CHECK(len[w] >= 0 && len[w] <= L, "train_chunk: lengths[", w, "]=", len[w],
                 " is out of range [0, ", L, "]");
+    longest = std::max<int64_t>(longest, len[w]);
     for (int64_t l = 0; l < len[w]; ++l) {
       TORCH_CHECK(pt[w * L + l] >= 0 && pt[w * L + l] < V, "train_chunk: points[", w, ", ", l,
                   "]=", pt[w * L + l], " is out of range [0, ", V, ")");
@@ -791,6 +861,7 @@ void check_huffman(const at::Tensor& points, const at::Tensor& codes, const at::
                   " is not 0 or 1");
     }
   }
+  return longest;
 }
 
 at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const at::Tensor& syn1,
@@ -802,13 +873,17 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
                        double alpha_end, int64_t seed, int64_t workers, bool compute_loss) {
   for (const at::Tensor* t :
        {&syn0, &syn1neg, &syn1, &ids, &offsets, &sample_int, &cum_table, &points, &codes, &lengths})
-    TORCH_CHECK(t->device().is_cpu(), "train_chunk: all tensors must be on the CPU");
+    TORCH_CHECK(t->device().is_cpu() && t->layout() == at::kStrided,
+                "train_chunk: all tensors must be dense CPU tensors");
   TORCH_CHECK(syn0.scalar_type() == at::kFloat && syn0.dim() == 2 && syn0.is_contiguous(),
               "train_chunk: syn0 must be a contiguous (V, d) float32 tensor, got ",
               syn0.scalar_type(), " of shape ", syn0.sizes());
   const int64_t V = syn0.size(0), d = syn0.size(1), N = ids.numel();
   TORCH_CHECK(V >= 1 && d >= 1, "train_chunk: empty embedding matrix ", syn0.sizes());
-  TORCH_CHECK(negative >= 0, "train_chunk: negative must be >= 0, got ", negative);
+  TORCH_CHECK(V <= std::numeric_limits<int32_t>::max(),
+              "train_chunk: at most 2**31 - 1 words (ids are int32), got ", V);
+  TORCH_CHECK(negative >= 0 && negative <= kMaxNegative, "train_chunk: negative must be in [0, ",
+              kMaxNegative, "], got ", negative);
   TORCH_CHECK(negative > 0 || hs, "train_chunk: nothing to train: negative=0 and hs=false");
   // an output matrix that is not trained (syn1neg when negative == 0, syn1 without hs) is not read
   auto check_output = [&](const char* name, const at::Tensor& t) {
@@ -832,7 +907,12 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
                 "train_chunk: sample_int and cum_table must be contiguous (V,) int64 with V=", V,
                 ", got ", t->scalar_type(), " of shape ", t->sizes());
   TORCH_CHECK(window >= 1, "train_chunk: window must be >= 1, got ", window);
-  TORCH_CHECK(workers >= 1, "train_chunk: workers must be >= 1, got ", workers);
+  TORCH_CHECK(workers >= 1 && workers <= kMaxWorkers, "train_chunk: workers must be in [1, ",
+              kMaxWorkers, "], got ", workers);
+  // the learning rate is used as a float32
+  TORCH_CHECK(std::fabs(alpha_start) <= kFloatMax && std::fabs(alpha_end) <= kFloatMax,
+              "train_chunk: alpha_start and alpha_end must be finite float32 values, got ",
+              alpha_start, " and ", alpha_end);
 
   const int64_t* off = offsets.data_ptr<int64_t>();
   TORCH_CHECK(off[0] == 0 && off[S] == N, "train_chunk: offsets must start at 0 and end at ",
@@ -853,8 +933,9 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
       TORCH_CHECK(cum[v - 1] <= cum[v], "train_chunk: cum_table must be non-decreasing (at ", v,
                   ")");
   }
-  if (hs) check_huffman(points, codes, lengths, V);
+  const int64_t longest_path = hs ? check_huffman(points, codes, lengths, V) : 0;
 
+  std::atomic<bool> stop{false};
   Problem p{syn0.data_ptr<float>(),
             negative > 0 ? syn1neg.data_ptr<float>() : nullptr,
             hs ? syn1.data_ptr<float>() : nullptr,
@@ -866,6 +947,7 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
             hs ? codes.data_ptr<uint8_t>() : nullptr,
             hs ? lengths.data_ptr<int32_t>() : nullptr,
             hs ? points.size(1) : 0,
+            longest_path,
             V,
             d,
             window,
@@ -876,7 +958,8 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
             shrink_windows,
             compute_loss,
             alpha_start,
-            alpha_end};
+            alpha_end,
+            &stop};
 
   // Split the sentences into `workers` contiguous parts of about equal token counts.
   const int64_t nw = std::max<int64_t>(1, std::min<int64_t>(workers, std::max<int64_t>(S, 1)));
@@ -887,36 +970,63 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
     bounds[w] = std::lower_bound(off, off + S + 1, target) - off;
     bounds[w] = std::max(bounds[w], bounds[w - 1]);
   }
+  std::vector<int64_t> longest(nw);
+  double scratch = 0.0;
+  for (int64_t w = 0; w < nw; ++w) {
+    longest[w] = longest_sentence(off, bounds[w], bounds[w + 1]);
+    scratch += scratch_values(p, longest[w]);
+  }
+  TORCH_CHECK(scratch <= kMaxScratchValues, "train_chunk: this chunk needs ", scratch,
+              " values of scratch memory, more than ", kMaxScratchValues, " (longest sentence ",
+              *std::max_element(longest.begin(), longest.end()), " tokens, window=", window,
+              ", negative=", negative, ", workers=", nw, "): split long sentences or lower them");
   std::vector<Totals> totals(nw);
   std::unique_ptr<NegativeIndex> negatives;
   if (negative > 0) negatives = std::make_unique<NegativeIndex>(cum, V);
   const uint64_t base = splitmix64(uint64_t(seed));
-  auto seed_of = [&](int64_t w) { return splitmix64(base + uint64_t(w)); };
+  std::vector<std::exception_ptr> errors(nw);
+  auto run_part = [&](int64_t w) {
+    try {
+      train_part(p, negatives.get(), bounds[w], bounds[w + 1], longest[w],
+                 splitmix64(base + uint64_t(w)), &totals[w]);
+    } catch (...) {  // an exception leaving a thread would terminate the process
+      errors[w] = std::current_exception();
+      stop = true;
+    }
+  };
   if (nw == 1) {
-    train_part(p, negatives.get(), 0, S, seed_of(0), &totals[0]);
+    run_part(0);
   } else {
     std::vector<std::thread> threads;
     threads.reserve(nw);
-    for (int64_t w = 0; w < nw; ++w)
-      threads.emplace_back(train_part, std::cref(p), negatives.get(), bounds[w], bounds[w + 1],
-                           seed_of(w), &totals[w]);
+    try {
+      for (int64_t w = 0; w < nw; ++w) threads.emplace_back(run_part, w);
+    } catch (...) {  // no more threads: stop and join the started ones before reporting it
+      stop = true;
+      for (auto& th : threads) th.join();
+      throw;
+    }
     for (auto& th : threads) th.join();
   }
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
 
-  at::Tensor result = at::detail::empty_cpu({3}, at::kDouble, /*pin_memory=*/false, std::nullopt);
+  at::Tensor result = at::detail::empty_cpu({4}, at::kDouble, /*pin_memory=*/false, std::nullopt);
   double* r = result.data_ptr<double>();
-  r[0] = r[1] = r[2] = 0.0;
+  r[0] = r[1] = r[2] = r[3] = 0.0;
   for (const Totals& t : totals) {
     r[0] += t.words;
     r[1] += t.loss;
     r[2] += t.pairs;
+    r[3] = std::max(r[3], t.diverged ? 1.0 : 0.0);
   }
   return result;
 }
 
 }  // namespace
 
-// Returns (words, loss, pairs) as float64; see torchw2v/engines/compiled.py for the arguments.
+// Returns (words, loss, pairs, diverged) as float64, diverged 1.0 if training stopped at a NaN
+// or infinite score; see torchw2v/engines/compiled.py for the arguments.
 TORCH_LIBRARY(torchw2v, m) {
   m.def(
       "train_chunk(Tensor(a!) syn0, Tensor(b!) syn1neg, Tensor(c!) syn1, Tensor ids, "
