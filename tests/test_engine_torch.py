@@ -12,6 +12,7 @@ import pytest
 import torch
 from gensim.models import Word2Vec as GensimWord2Vec
 
+from torchw2v.engines import torch_engine
 from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
 from torchw2v.engines.torch_engine import UINT32_RANGE, TorchEngine
 
@@ -301,6 +302,52 @@ def test_empty_chunk(toy_vocab):
         torch.zeros(0, dtype=torch.int32), torch.zeros(1, dtype=torch.int64), 0.1, 0.1
     )
     assert stats == ChunkStats()
+
+
+def train_toy(toy_vocab, syn0=None, batch_centers=None, **settings) -> list[torch.Tensor]:
+    """``syn0``, ``syn1neg``, ``syn1`` after one chunk of TOY (skip-gram, NS and HS)."""
+    v, d = len(toy_vocab.wv), 6
+    cfg = EngineConfig(
+        **{"window": 2, "negative": 3, "hs": True, "seed": 7, "shrink_windows": False, **settings}
+    )
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.rand(v, d, generator=gen) - 0.5 for _ in range(3)]
+    if syn0 is not None:
+        weights[0] = syn0
+    tables = sampling_tables(toy_vocab, "cpu")
+    engine = TorchEngine(*weights[:2], tables, cfg, syn1=weights[2], batch_centers=batch_centers)
+    ids, offsets = encode(toy_vocab, TOY)
+    engine.train_chunk(torch.from_numpy(ids), torch.from_numpy(offsets), 0.2, 0.2)
+    return weights
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_raise_the_divergence_error(toy_vocab, value):
+    syn0 = torch.zeros(len(toy_vocab.wv), 6)
+    syn0[toy_vocab.wv.key_to_index["cat"]] = value
+    with pytest.raises(FloatingPointError, match=r"alpha=0\.2 is too high.*alpha=0\.02"):
+        train_toy(toy_vocab, syn0=syn0)
+
+
+def test_a_huge_window_costs_the_longest_sentence(toy_vocab):
+    """No context lies farther than the longest sentence allows: window=10**9 trains as that
+    window does, without (2 * 10**9)-wide tensors."""
+    longest = max(map(len, TOY))
+    huge, fitted = train_toy(toy_vocab, window=10**9), train_toy(toy_vocab, window=longest - 1)
+    for a, b in zip(huge, fitted):
+        assert torch.equal(a, b)
+    shrunk = train_toy(toy_vocab, window=10**9, shrink_windows=True)
+    assert all(torch.isfinite(w).all() for w in shrunk)
+
+
+def test_batches_shrink_to_bound_their_tensors(toy_vocab, monkeypatch):
+    """A batch gathers at most BATCH_FLOATS floats per (B, contexts or targets, d) tensor."""
+    expected = train_toy(toy_vocab, batch_centers=4)
+    depth = sampling_tables(toy_vocab, "cpu").points.shape[1]
+    per_center = max(2 * 2, 1 + 3 + depth) * 6  # window 2, 3 negatives, 6 dimensions
+    monkeypatch.setattr(torch_engine, "BATCH_FLOATS", 4 * per_center + 1)
+    for a, b in zip(train_toy(toy_vocab), expected):
+        assert torch.equal(a, b)
 
 
 # ----------------------------------------------------------------------------------------

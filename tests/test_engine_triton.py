@@ -445,6 +445,35 @@ def check_bad_chunks_raise() -> None:
     assert torch.equal(weights["syn0"], before)
 
 
+def check_non_finite_weights_raise(objective: str) -> None:
+    """A NaN or infinite weight makes NaN/inf scores: the divergence error, naming alpha."""
+    for value in (float("nan"), float("inf")):
+        weights = random_weights(10, 8)
+        weights["syn0"][3] = value
+        engine = make_engine(weights, make_tables(np.ones(10)), config(objective))
+        ids = torch.arange(10, dtype=torch.int32)
+        with pytest.raises(FloatingPointError, match=r"alpha=0\.5 is too high.*alpha=0\.05"):
+            engine.train_chunk(ids, torch.tensor([0, 10]), 0.5, 0.4)
+
+
+def check_huge_window_fits_the_longest_sentence() -> None:
+    """No context lies farther than the longest sentence allows: window=10**9 trains as that
+    window does, with rows for the sentence, not for 2 * 10**9 positions."""
+    vocab, lengths = 12, (3, 9, 1)
+    ids = torch.from_numpy(np.random.default_rng(2).integers(0, vocab, sum(lengths)))
+    offsets = torch.from_numpy(np.cumsum((0, *lengths)))
+    trained = []
+    for window in (10**9, max(lengths) - 1):
+        weights = random_weights(vocab, 8)
+        cfg = config("sg_hs_ns", window=window, shrink_windows=False)
+        make_engine(weights, make_tables(np.ones(vocab)), cfg).train_chunk(
+            ids.int(), offsets, 0.2, 0.1
+        )
+        trained.append(weights)
+    for name in WEIGHTS:
+        assert torch.equal(trained[0][name], trained[1][name]), name
+
+
 def check_learns_topics(objective: str) -> None:
     """Two topics of 8 words, each sentence from one topic: words rank their topic first."""
     rng = np.random.default_rng(0)
@@ -492,6 +521,13 @@ CHECKS: dict[str, Callable[[], None]] = {
         for objective in ("sg_ns", "cbow_sum_hs")
     },
     "bad_chunks_raise": check_bad_chunks_raise,
+    **{
+        f"non_finite_weights_raise_{objective}": functools.partial(
+            check_non_finite_weights_raise, objective
+        )
+        for objective in ("sg_ns", "sg_hs", "cbow_sum_hs_ns")
+    },
+    "huge_window_fits_the_longest_sentence": check_huge_window_fits_the_longest_sentence,
     **{
         f"learns_topics_{objective}": functools.partial(check_learns_topics, objective)
         for objective in OBJECTIVES

@@ -583,16 +583,19 @@ class Word2Vec:
         )
         weights = (self._syn0, self._syn1neg, self._syn1)
         sync = self._cluster.synchronizer(weights, trainer.chunks_per_epoch)
-        reports = trainer.run(
-            schedule,
-            on_epoch_begin=self._on_epoch_begin,
-            on_epoch_end=lambda report: self._on_epoch_end(
-                self._cluster.sum_report(report), start_alpha
-            ),
-            report_delay=report_delay,
-            start=start,
-            on_chunk_end=chain(sync, saver),
-        )
+        try:
+            reports = trainer.run(
+                schedule,
+                on_epoch_begin=self._on_epoch_begin,
+                on_epoch_end=lambda report: self._on_epoch_end(
+                    self._cluster.sum_report(report), start_alpha
+                ),
+                report_delay=report_delay,
+                start=start,
+                on_chunk_end=chain(sync, saver),
+            )
+        except FloatingPointError:  # an engine names the rate of its chunk: name the user's
+            raise divergence_error(start_alpha) from None
         if saver:
             saver.remove()
         for callback in self.callbacks:
@@ -696,8 +699,8 @@ class Word2Vec:
 
     def _on_epoch_end(self, report: EpochReport, alpha: float) -> None:
         self._sync_to_host()
-        if not np.isfinite(self.wv.vectors).all():
-            raise divergence_error(alpha, f"in epoch {report.epoch}")
+        if not all(np.isfinite(w).all() for w in (self.wv.vectors, self.syn1neg, self.syn1)):
+            raise divergence_error(alpha)
         self.epoch_loss = report.stats.loss
         self.running_training_loss += report.stats.loss
         for callback in self.callbacks:

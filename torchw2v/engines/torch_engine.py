@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
+from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed, divergence_error
 
 UINT32_RANGE = 2**32
 # Updates within a batch are computed from the same (stale) vectors and summed. A frequent
@@ -34,6 +34,9 @@ BATCH_CENTERS = 1024
 # from every center of a batch: skip-gram HS diverges at 1024 centers and alpha=0.025 on
 # wiki text, and trains as sequential SGD does at 256.
 HS_BATCH_CENTERS = 256
+# The most floats a batch gathers into one (B, contexts or targets, d) tensor: with wide
+# windows (up to the longest sentence) or many negatives a batch takes fewer centers.
+BATCH_FLOATS = 2**24
 
 
 class Targets(NamedTuple):
@@ -92,8 +95,6 @@ class TorchEngine:
         self.batch_centers = batch_centers or (HS_BATCH_CENTERS if config.hs else BATCH_CENTERS)
         self.generator = torch.Generator(device=device)
         self.calls = 0
-        w = config.window
-        self.window_offsets = torch.cat([torch.arange(-w, 0), torch.arange(1, w + 1)]).to(device)
         labels = torch.zeros(config.negative + 1, device=device)
         labels[0] = 1.0
         self.ns_labels = labels  # (K+1,): the center word, then the negatives
@@ -110,13 +111,35 @@ class TorchEngine:
         self.calls += 1
         words, starts, ends = self._subsample(ids, offsets)
         n = words.numel()
-        totals = torch.zeros(2, dtype=torch.float64, device=words.device)  # pairs, loss
-        for lo in range(0, n, self.batch_centers):
+        if n == 0:
+            return ChunkStats()
+        window_offsets = self._window_offsets(int((ends - starts).max()))
+        batch = self._batch_size(window_offsets.numel())
+        totals = torch.zeros(3, dtype=torch.float64, device=words.device)  # pairs, loss, NaNs
+        for lo in range(0, n, batch):
             alpha = alpha_start + (alpha_end - alpha_start) * lo / n
-            centers = torch.arange(lo, min(lo + self.batch_centers, n), device=words.device)
-            totals += self._train_centers(words, starts, ends, centers, alpha)
-        pairs, loss = totals.tolist()
+            centers = torch.arange(lo, min(lo + batch, n), device=words.device)
+            totals += self._train_centers(words, starts, ends, centers, window_offsets, alpha)
+        pairs, loss, nonfinite = totals.tolist()
+        if nonfinite:
+            raise divergence_error(alpha_start)
         return ChunkStats(words=n, loss=loss, pairs=int(pairs))
+
+    def _window_offsets(self, longest: int) -> torch.Tensor:
+        """``(2W,)`` context offsets ``-W..-1, 1..W`` for ``W = window``, or less: a context
+        never lies farther than ``longest - 1`` from its center, so a huge window costs no more
+        than the longest sentence (``longest``, kept words)."""
+        w = max(1, min(self.config.window, longest - 1))
+        return torch.cat([torch.arange(-w, 0), torch.arange(1, w + 1)]).to(self.syn0.device)
+
+    def _batch_size(self, contexts: int) -> int:
+        """Centers per batch: ``batch_centers``, fewer when a batch's gathered
+        ``(B, contexts or targets, d)`` tensors would exceed ``BATCH_FLOATS``."""
+        targets = self.config.negative + 1
+        if self.config.hs:
+            targets += self.tables.points.shape[1]
+        per_center = max(contexts, targets) * self.syn0.shape[1]
+        return max(1, min(self.batch_centers, BATCH_FLOATS // per_center))
 
     def _subsample(
         self, ids: torch.Tensor, offsets: torch.Tensor
@@ -142,14 +165,16 @@ class TorchEngine:
         starts: torch.Tensor,
         ends: torch.Tensor,
         centers: torch.Tensor,
+        window_offsets: torch.Tensor,
         alpha: float,
     ) -> torch.Tensor:
         """One SGD step for the given center positions and all their contexts.
 
-        Returns the number of predictions trained and their summed loss (0 unless asked for).
+        Returns the number of predictions trained, their summed loss (0 unless asked for) and
+        the number of scores that are NaN or infinite (training diverged).
         """
         cfg = self.config
-        context_ids, valid = self._contexts(words, starts, ends, centers)  # (B, 2W) each
+        context_ids, valid = self._contexts(words, starts, ends, centers, window_offsets)
         targets = self._targets(words[centers])
         if cfg.sg:  # each context word predicts the center
             inputs = self.syn0[context_ids]  # (B, 2W, d)
@@ -161,21 +186,27 @@ class TorchEngine:
                 inputs = inputs / count.clamp(min=1)
             active = count[:, :, 0] > 0  # (B, 1)
 
-        grads, losses = zip(*(self._predict(inputs, active, t, alpha) for t in targets))
+        grads, losses, nonfinite = zip(*(self._predict(inputs, active, t, alpha) for t in targets))
         grad = sum(grads)  # (B, 2W, d) in skip-gram, (B, 1, d) in CBOW
         if not cfg.sg:  # every context word gets the whole error (its share for a sum)
             if not cfg.cbow_mean:
                 grad = grad / count.clamp(min=1)
             grad = grad.expand(-1, context_ids.shape[1], -1)  # (B, 2W, d)
         self.syn0.index_add_(0, context_ids[valid], grad[valid])
-        return torch.stack([active.sum(), sum(losses)]).double()
+        return torch.stack([active.sum(), sum(losses), sum(nonfinite)]).double()
 
     def _contexts(
-        self, words: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, centers: torch.Tensor
+        self,
+        words: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        centers: torch.Tensor,
+        window_offsets: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each center's context words: ids ``(B, 2W)`` (the center where invalid) and validity.
 
-        A context lies within the center's (reduced) window and sentence, the center excluded.
+        A context lies within the center's (reduced) window and sentence, the center excluded;
+        ``window_offsets`` are the ``2W`` offsets from the center to look at.
         """
         cfg, gen = self.config, self.generator
         radius = cfg.window
@@ -183,9 +214,9 @@ class TorchEngine:
             radius = cfg.window - torch.randint(
                 cfg.window, (centers.numel(), 1), generator=gen, device=gen.device
             )
-        context = centers[:, None] + self.window_offsets  # (B, 2W) positions
+        context = centers[:, None] + window_offsets  # (B, 2W) positions
         valid = (
-            (self.window_offsets.abs() <= radius)
+            (window_offsets.abs() <= radius)
             & (context >= starts[centers, None])
             & (context < ends[centers, None])
         )  # (B, 2W)
@@ -229,13 +260,15 @@ class TorchEngine:
 
         Returns
         -------
-        (torch.Tensor, torch.Tensor)
-            The ``(B, C, d)`` update for the inputs, and the summed loss (0 unless asked for).
+        (torch.Tensor, torch.Tensor, torch.Tensor)
+            The ``(B, C, d)`` update for the inputs, the summed loss (0 unless asked for) and
+            the number of scores that are NaN or infinite.
         """
         out = targets.weights[targets.rows]  # (B, T, d)
         scores = torch.bmm(inputs, out.transpose(1, 2))  # (B, C, T)
         mask = active[:, :, None] & targets.mask[:, None, :]  # (B, C, T)
         g = (targets.labels - torch.sigmoid(scores)) * mask * alpha  # (B, C, T)
+        nonfinite = (~torch.isfinite(scores)).sum()
         grad_out = torch.bmm(g.transpose(1, 2), inputs)  # (B, T, d)
         targets.weights.index_add_(0, targets.rows.flatten(), grad_out.flatten(0, 1))
 
@@ -243,7 +276,7 @@ class TorchEngine:
         if self.config.compute_loss:  # -log sigmoid(f) for label 1, -log sigmoid(-f) for 0
             signed = torch.where(targets.labels.bool(), scores, -scores)
             loss = -(F.logsigmoid(signed) * mask).sum()
-        return torch.bmm(g, out), loss
+        return torch.bmm(g, out), loss, nonfinite
 
 
 def _validate(

@@ -82,6 +82,7 @@ from .base import (
     check_objectives,
     check_weights,
     chunk_seed,
+    divergence_error,
     huffman_tables,
 )
 from .torch_engine import HS_BATCH_CENTERS
@@ -404,6 +405,13 @@ def _update(
 
 
 @triton.jit
+def _nonfinite(scores):
+    """How many of the ``(ROWS, COLS)`` ``scores`` are NaN or infinite (training diverged)."""
+    finite = tl.abs(scores) <= 3.4028234663852886e38  # float32's largest; false for NaN
+    return tl.sum(tl.sum(tl.where(finite, 0.0, 1.0), axis=1), axis=0)
+
+
+@triton.jit
 def _predictions(win, lead, SG: tl.constexpr):
     """Predictions trained: (context, center) pairs in skip-gram, centers with a context in
     CBOW. ``win`` is ``(ROWS, COLS)``, ``lead`` ``(COLS,)`` marks one column per center."""
@@ -428,7 +436,7 @@ def _w2v_kernel(
     points_ptr,  # (V, HS_T) int32 Huffman path nodes of each word (None without HS)
     codes_ptr,  # (V, HS_T) uint8 their codes (None without HS)
     lengths_ptr,  # (V,) int32 path lengths (None without HS)
-    partials_ptr,  # (P, 2) float32 out: each program's loss and predictions
+    partials_ptr,  # (P, 3) float32 out: each program's loss, predictions, NaN/inf scores
     base,  # kept position of this launch's first center
     M,
     D,
@@ -491,7 +499,9 @@ def _w2v_kernel(
             )
 
     loss = 0.0
+    nonfinite = 0.0
     if NS_T > 0:
+        nonfinite += _nonfinite(ns_scores)
         ns_alpha = alpha_start + ns_center.to(tl.float32) * alpha_step  # (NS_COLS,)
         ns_a, ns_b, ns_loss = _gradients(
             ns_scores,
@@ -507,6 +517,7 @@ def _w2v_kernel(
         )
         loss += ns_loss
     if HS_T > 0:
+        nonfinite += _nonfinite(hs_scores)
         hs_alpha = alpha_start + hs_center.to(tl.float32) * alpha_step  # (HS_COLS,)
         hs_a, hs_b, hs_loss = _gradients(
             hs_scores,
@@ -548,8 +559,9 @@ def _w2v_kernel(
             )
         tl.atomic_add(x_ptrs, dx, mask=x_mask, sem="relaxed")
 
-    tl.store(partials_ptr + 2 * pid, loss)
-    tl.store(partials_ptr + 2 * pid + 1, _predictions(lead_win, lead, SG))
+    tl.store(partials_ptr + 3 * pid, loss)
+    tl.store(partials_ptr + 3 * pid + 1, _predictions(lead_win, lead, SG))
+    tl.store(partials_ptr + 3 * pid + 2, nonfinite)
 
 
 # ------------------------------------------------------------------------------------------
@@ -783,6 +795,8 @@ class TritonEngine:
         ------
         ValueError
             Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N).
+        FloatingPointError
+            Training diverged: a score was NaN or infinite (``alpha`` is too high).
         """
         offsets = check_chunk(ids, offsets, self.syn0.shape[0])
         self.generator.manual_seed(chunk_seed(self.config.seed, self.calls) % 2**64)
@@ -797,22 +811,52 @@ class TritonEngine:
 
         The learning rate of kept position ``i`` of ``M`` is
         ``alpha_start + (alpha_end - alpha_start) * i / M``.
+
+        Raises
+        ------
+        FloatingPointError
+            A score was NaN or infinite: training diverged.
         """
         m = prepared.words.numel()
         if m == 0:
             return ChunkStats()
-        g = self.shape.centers
+        window, shape = self._fitted_shape(prepared)
+        g = shape.centers
         per_launch = self.centers_per_launch or m  # a multiple of g unless it is m
-        partials = torch.empty((triton.cdiv(m, g), 2), dtype=torch.float32, device=self.device)
+        partials = torch.empty((triton.cdiv(m, g), 3), dtype=torch.float32, device=self.device)
         alpha_step = float(alpha_end - alpha_start) / m
         with _on(self.device):
             for base in range(0, m, per_launch):
                 programs = triton.cdiv(min(per_launch, m - base), g)
-                self._launch(
-                    prepared, partials[base // g :], base, programs, alpha_start, alpha_step
-                )
-        loss, pairs = partials.double().sum(0).tolist()
+                launch = (base, programs, alpha_start, alpha_step, window, shape)
+                self._launch(prepared, partials[base // g :], *launch)
+        loss, pairs, nonfinite = partials.double().sum(0).tolist()
+        if nonfinite:
+            raise divergence_error(alpha_start)
         return ChunkStats(words=m, loss=loss, pairs=round(pairs))
+
+    def _fitted_shape(self, prepared: PreparedChunk) -> tuple[int, LaunchShape]:
+        """The window the kernel's rows span, and the launch shape for it.
+
+        That is ``config.window``, or less when the chunk's longest sentence (of kept words)
+        is shorter: a context never lies farther than ``longest - 1`` from its center, so a
+        huge window costs no more than the longest sentence. The reduced windows drawn from
+        ``config.window`` stay as they are.
+        """
+        longest = int((prepared.ends - prepared.starts).max())
+        window = max(1, min(self.config.window, longest - 1))
+        if window == self.config.window:
+            return window, self.shape
+        depth = self.tables.points.shape[1] if self.config.hs else 0
+        shape = launch_shape(
+            window,
+            self.config.negative,
+            self.syn0.shape[1],
+            depth,
+            self.shape.centers,
+            self.shape.block_d,
+        )
+        return window, shape
 
     def _launch(
         self,
@@ -822,9 +866,12 @@ class TritonEngine:
         programs: int,
         alpha_start: float,
         alpha_step: float,
+        window: int,
+        shape: LaunchShape,
     ) -> None:
-        """One launch: ``programs`` programs from kept position ``base`` on."""
-        cfg, shape, tables = self.config, self.shape, self.tables
+        """One launch: ``programs`` programs from kept position ``base`` on, their rows
+        spanning ``window`` positions either side of their centers."""
+        cfg, tables = self.config, self.tables
         ns, hs = cfg.negative > 0, cfg.hs
         _w2v_kernel[(programs,)](
             self.syn0,
@@ -842,7 +889,7 @@ class TritonEngine:
             base,
             prepared.words.numel(),
             self.syn0.shape[1],
-            cfg.window,
+            window,
             float(alpha_start),
             alpha_step,
             SG=bool(cfg.sg),
