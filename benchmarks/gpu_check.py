@@ -22,6 +22,7 @@ import json
 import logging
 import shutil
 import sys
+import sysconfig
 from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib import import_module
@@ -73,7 +74,9 @@ def environment() -> tuple[list[str], bool]:
 
 def build_tools() -> list[str]:
     """Where the compiled CPU op's build tools are (the CUDA tests build it)."""
-    return [f"{tool}: {shutil.which(tool) or 'MISSING'}" for tool in ("c++", "ninja", "nvcc")]
+    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    tools = [f"{tool}: {shutil.which(tool) or 'MISSING'}" for tool in ("c++", "ninja", "nvcc")]
+    return [*tools, f"Python.h: {header if header.is_file() else 'MISSING'}"]
 
 
 def gpu_facts() -> list[str]:
