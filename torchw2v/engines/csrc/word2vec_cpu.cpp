@@ -873,8 +873,7 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
                        double alpha_end, int64_t seed, int64_t workers, bool compute_loss) {
   for (const at::Tensor* t :
        {&syn0, &syn1neg, &syn1, &ids, &offsets, &sample_int, &cum_table, &points, &codes, &lengths})
-    TORCH_CHECK(t->device().is_cpu() && t->layout() == at::kStrided,
-                "train_chunk: all tensors must be dense CPU tensors");
+    TORCH_CHECK(t->device().is_cpu(), "train_chunk: all tensors must be on the CPU");
   TORCH_CHECK(syn0.scalar_type() == at::kFloat && syn0.dim() == 2 && syn0.is_contiguous(),
               "train_chunk: syn0 must be a contiguous (V, d) float32 tensor, got ",
               syn0.scalar_type(), " of shape ", syn0.sizes());
