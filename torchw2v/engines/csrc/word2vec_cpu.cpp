@@ -978,7 +978,8 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
   TORCH_CHECK(scratch <= kMaxScratchValues, "train_chunk: this chunk needs ", scratch,
               " values of scratch memory, more than ", kMaxScratchValues, " (longest sentence ",
               *std::max_element(longest.begin(), longest.end()), " tokens, window=", window,
-              ", negative=", negative, ", workers=", nw, "): split long sentences or lower them");
+              ", negative=", negative, ", workers=", nw,
+              "): split the long sentences, or lower window or negative");
   std::vector<Totals> totals(nw);
   std::unique_ptr<NegativeIndex> negatives;
   if (negative > 0) negatives = std::make_unique<NegativeIndex>(cum, V);
