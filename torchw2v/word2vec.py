@@ -685,7 +685,8 @@ class Word2Vec:
         paths = (None, None, None)
         if self.hs:
             codes = self.wv.expandos["code"]
-            points = [p.astype(np.int64) for p in self.wv.expandos["point"]]
+            # gensim stores a one-word vocabulary's empty path as a list
+            points = [np.asarray(p, dtype=np.int64) for p in self.wv.expandos["point"]]
             paths = tuple(on_device(a) for a in huffman_paths(list(codes), points))
         return SamplingTables(
             on_device(self.wv.expandos["sample_int"].astype(np.int64)),

@@ -34,8 +34,8 @@ BATCH_CENTERS = 1024
 # from every center of a batch: skip-gram HS diverges at 1024 centers and alpha=0.025 on
 # wiki text, and trains as sequential SGD does at 256.
 HS_BATCH_CENTERS = 256
-# The most floats a batch gathers into one (B, contexts or targets, d) tensor: with wide
-# windows (up to the longest sentence) or many negatives a batch takes fewer centers.
+# The most floats in one tensor of a batch: with wide windows (up to the longest sentence) or
+# many negatives a batch takes fewer centers.
 BATCH_FLOATS = 2**24
 
 
@@ -133,12 +133,14 @@ class TorchEngine:
         return torch.cat([torch.arange(-w, 0), torch.arange(1, w + 1)]).to(self.syn0.device)
 
     def _batch_size(self, contexts: int) -> int:
-        """Centers per batch: ``batch_centers``, fewer when a batch's gathered
-        ``(B, contexts or targets, d)`` tensors would exceed ``BATCH_FLOATS``."""
+        """Centers per batch: ``batch_centers``, fewer when one of a batch's tensors, the
+        gathered ``(B, contexts or targets, d)`` vectors or the skip-gram ``(B, contexts,
+        targets)`` scores, would exceed ``BATCH_FLOATS``."""
         targets = self.config.negative + 1
         if self.config.hs:
             targets += self.tables.points.shape[1]
-        per_center = max(contexts, targets) * self.syn0.shape[1]
+        scores = contexts * targets if self.config.sg else targets
+        per_center = max(max(contexts, targets) * self.syn0.shape[1], scores)
         return max(1, min(self.batch_centers, BATCH_FLOATS // per_center))
 
     def _subsample(
