@@ -53,7 +53,7 @@ CHILD_FLAG = "--child"
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=400, help="per fuzz test (400)")
+    parser.add_argument("--examples", type=int, default=1000, help="per fuzz test (1000)")
     parser.add_argument("--trials", type=int, default=30, help="random legal settings (30)")
     parser.add_argument(
         "--source",
@@ -222,12 +222,11 @@ def report(args: argparse.Namespace, argv: list[str], summary: list[str], second
     lines = "\n".join(f"- {line}" for line in summary)
     return f"""## The compiled op under AddressSanitizer and UndefinedBehaviorSanitizer
 
-`benchmarks/sanitize_op.py` builds the op with `{" ".join(CFLAGS)}` (and the op's other
-flags but `-O3`) as `{EXTENSION_NAME}` in `build/sanitize_op`, and runs in a child
-process with libasan and libstdc++ preloaded, `ASAN_OPTIONS={ASAN_OPTIONS}`,
-`UBSAN_OPTIONS={UBSAN_OPTIONS}`: the op's fuzz tests with {args.examples}
-examples each, its NumPy-replay tests, and issue 14's public-API reproductions with
-{args.trials} random legal settings.
+`benchmarks/sanitize_op.py` builds the op as `{EXTENSION_NAME}` in `build/sanitize_op` with
+the op's flags but `-O3`, and `{" ".join(CFLAGS)}`; it runs in a child process with libasan and
+libstdc++ preloaded, `ASAN_OPTIONS={ASAN_OPTIONS}`, `UBSAN_OPTIONS={UBSAN_OPTIONS}`: the op's
+fuzz tests with {args.examples} examples each, its NumPy-replay tests, and issue 14's public-API
+reproductions with {args.trials} random legal settings.
 
 ```
 {command}
