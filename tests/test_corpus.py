@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import re
 
 import gensim
 import numpy as np
@@ -188,6 +189,44 @@ def test_missing_corpus_file(tmp_path):
         ours().build_vocab(corpus_file=missing)
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         ours(corpus_file=str(missing))
+
+
+def test_a_folder_as_corpus_file_is_named(tmp_path):
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path.name}' is a folder.*PathLineSentences"):
+        ours().build_vocab(corpus_file=tmp_path)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        ours(corpus_file=str(tmp_path))
+
+
+@pytest.mark.parametrize("path", [5, ["corpus.txt"], b"corpus.txt"], ids=str)
+def test_a_corpus_file_that_is_not_a_path_is_refused(path):
+    with pytest.raises(TypeError, match=r"corpus_file must be a path \(str or pathlib.Path\)"):
+        ours().build_vocab(corpus_file=path)
+
+
+@pytest.mark.parametrize(
+    "token", [None, 7, 2.5, b"cat", ("c", "a", "t"), ["cat"]], ids=lambda t: type(t).__name__
+)
+def test_a_token_that_is_not_a_string_is_named(token):
+    corpus = [["the", "cat"], ["a", "dog", token, "sat"]]
+    message = rf"^token #2 of sentence #1 is {re.escape(repr(token))} \({type(token).__name__}\)"
+    with pytest.raises(TypeError, match=message):
+        ours(min_count=1).build_vocab(corpus)
+    model = ours(min_count=1)
+    model.build_vocab([["the", "cat"], ["a", "dog", "sat"]])
+    with pytest.raises(TypeError, match=message):  # another corpus: encoded, not scanned
+        model.train(corpus, total_examples=2, epochs=1)
+
+
+def test_a_token_that_is_not_a_string_is_named_before_pruning_forgets_it():
+    corpus = [[f"w{i}" for i in range(20)]] * 3 + [["a", None, "b"]] + [["c", "d", "e"]] * 5
+    with pytest.raises(TypeError, match=r"^token #1 of sentence #3 is None \(NoneType\)"):
+        ours(min_count=1, max_vocab_size=3).build_vocab(corpus)
+
+
+def test_a_sentence_that_is_not_a_list_is_named():
+    with pytest.raises(TypeError, match=r"^sentence #1 is not a list of tokens but 42 \(int\)"):
+        ours(min_count=1).build_vocab([["a", "b"], 42])
 
 
 @pytest.mark.parametrize("compress", [lambda b: b, gzip.compress], ids=["plain", "gz"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import gensim
 import numpy as np
@@ -207,29 +208,108 @@ def test_no_objective_is_rejected():
         torchw2v.Word2Vec(sg=1, hs=0, negative=0, device="cpu")
 
 
+class NotACallback:
+    def on_epoch_end(self, model):
+        pass
+
+
 @pytest.mark.parametrize(
-    "name, value",
+    "name, value, accepted",
     [
-        ("vector_size", 0),
-        ("vector_size", 2.5),
-        ("window", -1),
-        ("epochs", 0),
-        ("workers", 0),
-        ("min_count", -1),
-        ("negative", 0),
-        ("negative", -5),
-        ("alpha", float("nan")),
-        ("alpha", float("inf")),
-        ("alpha", 0.0),
-        ("min_alpha", -0.1),
-        ("sample", -1e-3),
-        ("ns_exponent", float("nan")),
-        ("engine", "fast"),
+        ("vector_size", 2.5, "an integer"),
+        ("vector_size", True, "an integer"),
+        ("window", "5", "an integer"),
+        ("min_count", None, "an integer"),
+        ("seed", "1", "an integer"),
+        ("seed", 1.0, "an integer"),
+        ("workers", 2.0, "an integer"),
+        ("negative", "5", "an integer"),
+        ("epochs", 2.0, "an integer"),
+        ("batch_words", None, "an integer"),
+        ("max_vocab_size", 1.5, "an integer"),
+        ("max_final_vocab", "10", "an integer"),
+        ("alpha", "0.1", "a number"),
+        ("min_alpha", None, "a number"),
+        ("sample", True, "a number"),
+        ("ns_exponent", "0.75", "a number"),
+        ("sg", "1", "0, 1 or a bool"),
+        ("hs", None, "0, 1 or a bool"),
+        ("cbow_mean", 1.0, "0, 1 or a bool"),
+        ("null_word", "0", "0, 1 or a bool"),
+        ("sorted_vocab", None, "0, 1 or a bool"),
+        ("compute_loss", "yes", "0, 1 or a bool"),
+        ("shrink_windows", 1.0, "0, 1 or a bool"),
+        ("hashfxn", None, "a callable"),
+        ("trim_rule", 5, "a callable or None"),
+        ("comment", 5, "a str or None"),
+        ("engine", None, "one of ('auto', 'torch', 'compiled')"),
+        ("distributed", "yes", "a bool or a torchw2v.distributed.SyncPolicy"),
+        ("callbacks", None, "a sequence of gensim CallbackAny2Vec objects"),
+        ("callbacks", CallbackAny2Vec(), "a sequence of gensim CallbackAny2Vec objects"),
     ],
 )
-def test_bad_settings_raise_value_error(name, value):
-    with pytest.raises(ValueError, match=name):
-        torchw2v.Word2Vec(sg=1, device="cpu", **{name: value})
+def test_wrong_types_raise_type_error(name, value, accepted):
+    got = re.escape(f"got {value!r}"[:30])
+    with pytest.raises(TypeError, match=rf"^{name} must be {re.escape(accepted)}.*{got}"):
+        torchw2v.Word2Vec(device="cpu", **{"sg": 1, name: value})
+
+
+@pytest.mark.parametrize(
+    "name, value, accepted",
+    [
+        ("vector_size", 0, ">= 1"),
+        ("window", 0, "in [1, 2147483647]"),
+        ("window", 2**31, "in [1, 2147483647]"),
+        ("min_count", -1, ">= 0"),
+        ("seed", -1, ">= 0"),
+        ("workers", 0, "in [1, 1024]"),
+        ("workers", 1025, "in [1, 1024]"),
+        ("negative", -5, "in [0, 10000]"),
+        ("negative", 10001, "in [0, 10000]"),
+        ("epochs", 0, ">= 1"),
+        ("batch_words", 0, ">= 1"),
+        ("max_vocab_size", -1, ">= 0"),
+        ("max_final_vocab", 0, ">= 1"),
+        ("alpha", float("nan"), "a finite number > 0"),
+        ("alpha", float("inf"), "a finite number > 0"),
+        ("alpha", 0.0, "a finite number > 0"),
+        ("min_alpha", -0.1, "a finite number >= 0"),
+        ("sample", -1e-3, "a finite number >= 0"),
+        ("ns_exponent", float("nan"), "a finite number"),
+        ("sg", 2, "0 or 1"),
+        ("hs", -1, "0 or 1"),
+        ("cbow_mean", 2, "0 or 1"),
+        ("null_word", 2, "0 or 1"),
+        ("sorted_vocab", 3, "0 or 1"),
+        ("engine", "fast", "one of ('auto', 'torch', 'compiled')"),
+    ],
+)
+def test_out_of_range_settings_raise_value_error(name, value, accepted):
+    got = re.escape(f"got {value!r}")
+    with pytest.raises(ValueError, match=rf"^{name} must be .*{re.escape(accepted)}.*{got}"):
+        torchw2v.Word2Vec(device="cpu", **{"sg": 1, name: value})
+
+
+def test_numpy_and_bool_settings_are_taken_as_gensim_takes_them(small_corpus, tmp_path):
+    model = make(
+        small_corpus[:50], min_count=1, epochs=1, sg=np.bool_(True), hs=True, seed=np.int64(3)
+    )
+    assert (model.sg, model.hs, model.seed) == (True, True, 3)
+    model.save(tmp_path / "model.npz")  # the settings are JSON
+    assert torchw2v.Word2Vec.load(tmp_path / "model.npz", device="cpu").seed == 3
+
+
+@pytest.mark.parametrize("where", ["constructor", "train"])
+def test_a_callback_without_gensims_methods_is_refused(small_corpus, where):
+    message = r"callbacks\[1\] is <.*NotACallback.*no on_train_begin, on_epoch_begin, on_train_end"
+    callbacks = [Recorder(), NotACallback()]
+    with pytest.raises(TypeError, match=message):
+        if where == "constructor":
+            make(small_corpus[:20], min_count=1, callbacks=callbacks)
+        else:
+            model = make(min_count=1)
+            model.build_vocab(small_corpus[:20])
+            model.train(small_corpus[:20], total_examples=20, epochs=1, callbacks=callbacks)
 
 
 def test_numpy_float_settings_are_accepted(small_corpus):
@@ -292,6 +372,33 @@ def test_training_corpus_without_known_words(small_corpus):
 def test_divergence_names_alpha(small_corpus):
     with pytest.raises(FloatingPointError, match="alpha"):
         make(small_corpus, alpha=1e4, epochs=1)
+
+
+@pytest.mark.parametrize("engine", ["torch", "compiled"])
+@pytest.mark.parametrize(
+    "objective",
+    [{"sg": 1}, {"sg": 0}, {"sg": 1, "hs": 1}, {"sg": 0, "hs": 1, "cbow_mean": 0}],
+    ids=["sg-ns", "cbow-ns", "sg-hs-ns", "cbow-sum-hs-ns"],
+)
+def test_every_engine_stops_a_divergence_naming_the_alpha_given(small_corpus, engine, objective):
+    """Negative sampling diverges at alpha=1e6 (hierarchical softmax alone may not: it skips
+    saturated nodes; the fuzz tests check it ends finite or in this error)."""
+    message = r"^training diverged to NaN/inf; the learning rate alpha=1e\+06 .*alpha=100000\)$"
+    with pytest.raises(FloatingPointError, match=message):
+        make(small_corpus[:50], min_count=1, alpha=1e6, engine=engine, **objective)
+
+
+@pytest.mark.parametrize("matrix", ["syn1neg", "syn1"])
+def test_non_finite_output_weights_are_a_divergence(small_corpus, matrix):
+    model = make(small_corpus[:50], min_count=1, hs=1, epochs=1)
+    getattr(model, matrix)[:] = np.inf  # shares memory with the training tensors on CPU
+    with pytest.raises(FloatingPointError, match="alpha=0.025"):
+        model.train(small_corpus[:50], total_examples=50, epochs=1)
+
+
+def test_one_word_hierarchical_softmax_trains():
+    model = make([["only"] * 5], min_count=1, hs=1, negative=0)
+    assert np.isfinite(model.wv.vectors).all() and len(model.wv) == 1
 
 
 # ---------------------------------------------------------------- training API

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -81,9 +82,12 @@ def as_sentences(
     Raises
     ------
     TypeError
-        Neither or both arguments given; a generator or one-shot iterator; a plain string.
+        Neither or both arguments given; a generator or one-shot iterator; a plain string;
+        a ``corpus_file`` that is not a path.
     FileNotFoundError
         ``corpus_file`` is a local path that does not exist.
+    IsADirectoryError
+        ``corpus_file`` is a folder.
     """
     if (corpus_iterable is None) == (corpus_file is None):
         raise TypeError(
@@ -91,6 +95,16 @@ def as_sentences(
             "(a path to a text file with one sentence per line)"
         )
     if corpus_file is not None:
+        if not isinstance(corpus_file, (str, os.PathLike)):
+            raise TypeError(
+                f"corpus_file must be a path (str or pathlib.Path), got {corpus_file!r} "
+                f"({type(corpus_file).__name__})"
+            )
+        if "://" not in str(corpus_file) and Path(corpus_file).is_dir():
+            raise IsADirectoryError(
+                f"corpus_file {str(corpus_file)!r} is a folder, not a file; pass one of its "
+                "files, or all of them as corpus_iterable=PathLineSentences(folder) (gensim)"
+            )
         if "://" not in str(corpus_file) and not Path(corpus_file).is_file():
             raise FileNotFoundError(f"corpus_file {str(corpus_file)!r} does not exist")
         return CorpusFile(corpus_file)
@@ -120,6 +134,39 @@ def check_sentence(sentence: object, number: int) -> None:
             f"sentence #{number} is a plain string ({sentence[:40]!r}...); each sentence must "
             "be a list of tokens, e.g. line.split()"
         )
+
+
+def token_error(sentence: object, number: int) -> TypeError:
+    """The error for sentence #``number``, which is not a list of ``str`` tokens (slow: call
+    it only once a cheap check failed)."""
+    try:
+        tokens = list(sentence)
+    except TypeError:
+        return TypeError(
+            f"sentence #{number} is not a list of tokens but {sentence!r:.40} "
+            f"({type(sentence).__name__}); each sentence must be a list of str, e.g. line.split()"
+        )
+    position = next((i for i, t in enumerate(tokens) if not isinstance(t, str)), None)
+    return not_a_string(number, position, None if position is None else tokens[position])
+
+
+def not_a_string(number: int, position: int | None, token: object) -> TypeError:
+    """The error for token #``position`` of sentence #``number``, which is not a ``str``."""
+    return TypeError(
+        f"token #{position} of sentence #{number} is {token!r:.40} "
+        f"({type(token).__name__}), not a string; tokens must be str, e.g. [str(t) for t in "
+        "sentence]"
+    )
+
+
+def _check_words(index: dict, ids: array, offsets: array) -> None:
+    """Raise :func:`not_a_string` for the first token that is not a ``str``: a check per
+    distinct word, not per token."""
+    for word, raw_id in index.items():
+        if not isinstance(word, str):
+            at = int(np.argmax(np.frombuffer(ids, dtype=np.int32) == raw_id))
+            number = int(np.searchsorted(np.frombuffer(offsets, dtype=np.int64), at, "right")) - 1
+            raise not_a_string(number, at - offsets[number], word)
 
 
 @dataclass
@@ -198,11 +245,16 @@ def scan(
                 len(index),
             )
         setdefault = index.setdefault
-        ids.extend([setdefault(word, len(index)) for word in sentence])
+        try:
+            ids.extend([setdefault(word, len(index)) for word in sentence])
+        except TypeError:  # not iterable, or an unhashable token
+            raise token_error(sentence, number) from None
         offsets.append(len(ids))
         if max_vocab_size and len(index) > max_vocab_size:
+            _check_words(index, ids, offsets)  # before pruning forgets a word
             index = _prune(index, ids, min_reduce, trim_rule)
             min_reduce += 1
+    _check_words(index, ids, offsets)
     raw_ids = np.frombuffer(ids, dtype=np.int32)
     counts = np.bincount(raw_ids[raw_ids >= 0], minlength=len(index)).astype(np.int64)
     corpus = EncodedCorpus(raw_ids, np.frombuffer(offsets, dtype=np.int64), len(raw_ids))
@@ -245,7 +297,12 @@ def encode(sentences: Iterable[list[str]], key_to_index: Mapping[str, int]) -> E
     raw_words = 0
     for number, sentence in enumerate(sentences):
         check_sentence(sentence, number)
-        encoded = [get(word, -1) for word in sentence]
+        try:
+            encoded = [get(word, -1) for word in sentence]
+            if -1 in encoded:  # an unknown word: is every token a str? (join is C-fast)
+                "".join(sentence)
+        except TypeError:
+            raise token_error(sentence, number) from None
         raw_words += len(encoded)
         ids.extend(encoded)
         offsets.append(len(ids))

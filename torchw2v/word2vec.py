@@ -42,6 +42,7 @@ from .engines import (
     resolve_device,
 )
 from .engines.base import divergence_error
+from .engines.compiled import MAX_NEGATIVE, MAX_WORKERS
 from .engines.lockf import LockedRows
 from .model import SkipGramNS
 from .trainer import EpochReport, Position, Schedule, Trainer
@@ -224,12 +225,21 @@ class Word2Vec:
         self.sorted_vocab = sorted_vocab
         self.batch_words = batch_words
         self.compute_loss = compute_loss
-        self.callbacks = tuple(callbacks)
+        self.callbacks = _callbacks(callbacks)
         self.comment = comment
         self.max_final_vocab = max_final_vocab
         self.shrink_windows = shrink_windows
         self.engine = engine
         self._check_settings()
+        _check_type(
+            "trim_rule", trim_rule, "a callable or None", lambda f: f is None or callable(f)
+        )
+        _check_type(
+            "distributed",
+            distributed,
+            "a bool or a torchw2v.distributed.SyncPolicy",
+            lambda d: isinstance(d, (bool, SyncPolicy)),
+        )
         self.distributed = distributed
         self._cluster = Cluster.connect(distributed, resolve_device(device))
         self.device = self._cluster.device
@@ -266,29 +276,51 @@ class Word2Vec:
             )
 
     def _check_settings(self) -> None:
-        """Reject settings that cannot train, naming the fix."""
-        for name, least in (
-            ("vector_size", 1),
-            ("window", 1),
-            ("epochs", 1),
-            ("workers", 1),
-            ("min_count", 0),
-            ("negative", 0),
+        """Check the type and range of every setting, as gensim takes them (numpy numbers
+        too, stored as Python numbers so that model files stay JSON).
+
+        Raises
+        ------
+        TypeError, ValueError
+            A wrong type or an out-of-range value, naming the setting, its value and what is
+            accepted; no objective to train.
+        """
+        for name, least, most in (
+            ("vector_size", 1, None),
+            ("window", 1, 2**31 - 1),  # gensim's C int
+            ("min_count", 0, None),
+            ("seed", 0, None),  # numpy's default_rng, which gensim seeds the vectors with
+            ("workers", 1, MAX_WORKERS),
+            ("negative", 0, MAX_NEGATIVE),
+            ("epochs", 1, None),
+            ("batch_words", 1, None),
         ):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-            setattr(self, name, int(value))  # numpy integers become plain ints (JSON-safe)
-        for name in ("alpha", "min_alpha", "sample", "ns_exponent"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            setattr(self, name, float(value))
-        if self.alpha <= 0 or self.min_alpha < 0 or self.sample < 0:
-            raise ValueError(
-                f"alpha must be > 0 and min_alpha, sample >= 0; got alpha={self.alpha}, "
-                f"min_alpha={self.min_alpha}, sample={self.sample}"
-            )
+            setattr(self, name, _integer(name, getattr(self, name), least, most))
+        for name, least in (("max_vocab_size", 0), ("max_final_vocab", 1)):  # or None
+            if getattr(self, name) is not None:
+                setattr(self, name, _integer(name, getattr(self, name), least))
+        for name, least, strict in (
+            ("alpha", 0.0, True),
+            ("min_alpha", 0.0, False),
+            ("sample", 0.0, False),
+            ("ns_exponent", None, False),
+        ):
+            setattr(self, name, _real(name, getattr(self, name), least, strict))
+        for name in (
+            "sg",
+            "hs",
+            "cbow_mean",
+            "null_word",
+            "sorted_vocab",
+            "compute_loss",
+            "shrink_windows",
+        ):
+            setattr(self, name, _flag(name, getattr(self, name)))
+        _check_type("hashfxn", self.hashfxn, "a callable", callable)
+        _check_type(
+            "comment", self.comment, "a str or None", lambda c: c is None or isinstance(c, str)
+        )
+        _check_type("engine", self.engine, f"one of {ENGINES}", lambda e: isinstance(e, str))
         if not self.negative and not self.hs:
             raise ValueError(
                 "nothing to train with negative=0 and hs=0: set negative > 0 (negative "
@@ -544,7 +576,7 @@ class Word2Vec:
             )
         self.compute_loss = compute_loss
         if callbacks:
-            self.callbacks = tuple(callbacks)
+            self.callbacks = _callbacks(callbacks)
         corpus = self._encoded(corpus_iterable, corpus_file)
         if not corpus.ids.size:
             raise ValueError("no word of the training corpus is in the vocabulary")
@@ -1002,6 +1034,102 @@ def _grown(weights: np.ndarray, rows: int) -> np.ndarray:
     grown = np.zeros((rows, weights.shape[1]), dtype=np.float32)
     grown[: len(weights)] = weights[:rows]
     return grown
+
+
+def _integer(name: str, value: Any, least: int, most: int | None = None) -> int:
+    """``value``, an integer (numpy's too, not a bool) in ``[least, most]``, as an ``int``.
+
+    Raises
+    ------
+    TypeError
+        Not an integer.
+    ValueError
+        Out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < least or (most is not None and value > most):
+        accepted = f">= {least}" if most is None else f"in [{least}, {most}]"
+        raise ValueError(f"{name} must be an integer {accepted}, got {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: Any, least: float | None = None, strict: bool = False) -> float:
+    """``value``, a finite real number (numpy's too, not a bool) of at least ``least`` (above
+    it if ``strict``), as a ``float``.
+
+    Raises
+    ------
+    TypeError
+        Not a real number.
+    ValueError
+        Not finite, or out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    low = least is not None and (number <= least if strict else number < least)
+    if not math.isfinite(number) or low:
+        bound = "" if least is None else f" {'>' if strict else '>='} {least:g}"
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return number
+
+
+def _flag(name: str, value: Any) -> bool | int:
+    """``value``, a switch as gensim takes it: a bool (numpy's too) or the integer 0 or 1.
+
+    Raises
+    ------
+    TypeError
+        Neither a bool nor an integer.
+    ValueError
+        An integer other than 0 and 1.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be 0, 1 or a bool, got {value!r} ({type(value).__name__})")
+    if value not in (0, 1):
+        raise ValueError(f"{name} must be 0 or 1 (or a bool), got {value!r}")
+    return int(value)
+
+
+def _check_type(name: str, value: Any, accepted: str, test: Callable[[Any], bool]) -> None:
+    """Raise ``TypeError`` naming ``name``, ``value`` and what is ``accepted`` unless
+    ``test(value)``."""
+    if not test(value):
+        raise TypeError(f"{name} must be {accepted}, got {value!r:.60} ({type(value).__name__})")
+
+
+CALLBACK_METHODS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
+"""What a callback must have: the methods of gensim's ``CallbackAny2Vec``."""
+
+
+def _callbacks(callbacks: Any) -> tuple:
+    """``callbacks`` as a tuple of objects with gensim's ``CallbackAny2Vec`` methods.
+
+    Raises
+    ------
+    TypeError
+        ``callbacks`` is not a sequence (a single callback, ``None``), or holds an object
+        without those methods, naming it and its position.
+    """
+    _check_type(
+        "callbacks",
+        callbacks,
+        "a sequence of gensim CallbackAny2Vec objects, e.g. callbacks=[MyCallback()]",
+        lambda c: isinstance(c, Iterable) and not isinstance(c, (str, bytes)),
+    )
+    callbacks = tuple(callbacks)
+    for i, callback in enumerate(callbacks):
+        missing = [m for m in CALLBACK_METHODS if not callable(getattr(callback, m, None))]
+        if missing:
+            raise TypeError(
+                f"callbacks[{i}] is {callback!r:.60} ({type(callback).__name__}), not a "
+                f"gensim CallbackAny2Vec: it has no {', '.join(missing)}; subclass "
+                "gensim.models.callbacks.CallbackAny2Vec"
+            )
+    return callbacks
 
 
 def _source_key(corpus_iterable: Any, corpus_file: str | Path | None) -> Any:
