@@ -764,6 +764,17 @@ def test_engine_checks_the_huffman_tables(interpreted):
     assert single.tables.points.shape == (1, 1) and single.tables.lengths.tolist() == [0]
 
 
+def test_a_window_wider_than_the_kernel_holds_is_refused(interpreted):
+    weights = random_weights(4, 8)
+    cfg = config(window=10**9)
+    engine = TritonEngine(weights["syn0"], weights["syn1neg"], make_tables(np.ones(4)), cfg)
+    m = 3000  # one sentence: contexts up to 2999 words either side
+    chunk = prepared(np.zeros(m), np.zeros((m, 5)), (m,), np.full(m, 10**9))
+    with pytest.raises(ValueError, match=r"window=1000000000 spans 2999 words.*engine='torch'"):
+        engine.run_kernel(chunk, 0.025, 0.025)
+    assert torch.equal(weights["syn0"], random_weights(4, 8)["syn0"])  # nothing trained
+
+
 def test_engine_centers_per_launch(interpreted):
     w = random_weights(4, 8)
     tables = make_tables(np.ones(4))

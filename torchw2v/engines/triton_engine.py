@@ -108,6 +108,9 @@ DOT_PRECISION = "ieee"
 whatever this says."""
 HS_CENTERS_PER_LAUNCH = HS_BATCH_CENTERS
 """With hierarchical softmax, the most centers one launch trains (see the module docstring)."""
+MAX_ROWS = 2048
+"""The most context rows of a program: its ``(ROWS, BLOCK_D)`` tile of ``syn0`` then takes
+128 KiB of shared memory (H100 and H200 have 228 KiB per multiprocessor)."""
 
 
 @dataclass(frozen=True)
@@ -794,7 +797,8 @@ class TritonEngine:
         Raises
         ------
         ValueError
-            Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N).
+            Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N), or a window
+            wider than the kernel holds (``MAX_ROWS``) over the chunk's sentences.
         FloatingPointError
             Training diverged: a score was NaN or infinite (``alpha`` is too high).
         """
@@ -842,20 +846,25 @@ class TritonEngine:
         is shorter: a context never lies farther than ``longest - 1`` from its center, so a
         huge window costs no more than the longest sentence. The reduced windows drawn from
         ``config.window`` stay as they are.
+
+        Raises
+        ------
+        ValueError
+            The window spans more than ``MAX_ROWS`` rows in this chunk's sentences.
         """
         longest = int((prepared.ends - prepared.starts).max())
         window = max(1, min(self.config.window, longest - 1))
-        if window == self.config.window:
-            return window, self.shape
-        depth = self.tables.points.shape[1] if self.config.hs else 0
-        shape = launch_shape(
-            window,
-            self.config.negative,
-            self.syn0.shape[1],
-            depth,
-            self.shape.centers,
-            self.shape.block_d,
-        )
+        shape = self.shape
+        if window < self.config.window:
+            depth = self.tables.points.shape[1] if self.config.hs else 0
+            dim, centers, block_d = self.syn0.shape[1], shape.centers, shape.block_d
+            shape = launch_shape(window, self.config.negative, dim, depth, centers, block_d)
+        if shape.rows > MAX_ROWS:
+            raise ValueError(
+                f"window={self.config.window} spans {window} words either side in sentences "
+                f"of up to {longest} words, more than the Triton kernel holds ({MAX_ROWS} rows "
+                "with its centers): lower window or split long sentences, or use engine='torch'"
+            )
         return window, shape
 
     def _launch(
