@@ -170,6 +170,16 @@ class Word2Vec:
         the vocabulary is the whole corpus's, and the ranks synchronise their weights every
         ``SyncPolicy.every_words`` words. Only rank 0 writes models and checkpoints. A
         ``SyncPolicy`` sets the interval, the synchronisation mode and the timeout.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (numpy numbers and bools are taken as gensim takes
+        them), naming it, its value and what is accepted; a token that is not a string.
+    ValueError
+        A setting out of range, naming it, its value and what is accepted.
+    FloatingPointError
+        Training diverged (``alpha`` too high); the message names a smaller one to try.
     """
 
     def __init__(
