@@ -6,12 +6,17 @@ gensim's own Word2Vec, run in the same test, is the reference wherever it define
 
 from __future__ import annotations
 
+import logging
+
 import gensim
 import numpy as np
 import pytest
+from gensim.models import KeyedVectors
 from gensim.models.callbacks import CallbackAny2Vec
 
 import torchw2v
+from torchw2v import trainer
+from torchw2v.word2vec import EmptyVocabularyError
 
 FAST = {"vector_size": 32, "epochs": 2, "workers": 1, "seed": 3, "device": "cpu"}
 # CBOW learns more slowly on a small corpus: word2vec.c's CBOW rate and more epochs
@@ -234,6 +239,108 @@ def test_reset_from_takes_the_other_vocabulary(small_corpus, wiki_head):
 def test_str_is_gensims_shape(small_corpus):
     model = make(small_corpus, sg=1, min_count=2)
     assert str(model) == f"Word2Vec<vocab={len(model.wv)}, vector_size=32, alpha=0.025>"
+
+
+# ---------------------------------------------------------------- gensim's build steps and checks
+
+
+@pytest.mark.parametrize(
+    "settings", [{"min_count": 5}, {"min_count": 2, "max_final_vocab": 300, "sample": 1e-4}]
+)
+def test_scan_and_prepare_vocab_report_as_gensims(small_corpus, settings):
+    ours = make(sg=1, **settings)
+    theirs = gensim.models.Word2Vec(sg=1, vector_size=32, **settings)
+    assert ours.scan_vocab(small_corpus) == theirs.scan_vocab(small_corpus)
+    trial = {"dry_run": True, "keep_raw_vocab": True, "min_count": 3}
+    assert ours.prepare_vocab(**trial) == theirs.prepare_vocab(**trial)
+    assert not len(ours.wv) and ours.min_count == settings["min_count"]  # a dry run changes nothing
+    assert ours.prepare_vocab() == theirs.prepare_vocab()
+    assert ours.wv.index_to_key == theirs.wv.index_to_key
+    assert ours.effective_min_count == theirs.effective_min_count
+    ours.train(small_corpus, total_examples=ours.corpus_count, epochs=1)  # weights are ready
+
+
+def test_prepare_vocab_reports_an_update_as_gensims(halves):
+    first, second = halves
+    ours = make(first, min_count=5, sg=1)
+    theirs = gensim.models.Word2Vec(first, min_count=5, sg=1, vector_size=32, epochs=1)
+    ours.scan_vocab(second)
+    theirs.scan_vocab(second)
+    assert ours.prepare_vocab(update=True) == theirs.prepare_vocab(update=True)
+
+
+def test_train_needs_gensims_explicit_arguments(small_corpus):
+    model = make(min_count=2)
+    model.build_vocab(small_corpus)
+    with pytest.raises(ValueError, match="total_examples or total_words"):
+        model.train(small_corpus, epochs=1)
+    with pytest.raises(ValueError, match="pass epochs"):
+        model.train(small_corpus, total_examples=model.corpus_count)
+
+
+def test_an_empty_vocabulary_is_gensims_error_and_ours(small_corpus):
+    for expected in (RuntimeError, ValueError):  # gensim's class, torchw2v's
+        with pytest.raises(expected, match="vocabulary is empty"):
+            make(small_corpus[:5], min_count=10**6)
+    with pytest.raises(EmptyVocabularyError):
+        make().build_vocab([])
+
+
+def test_vectors_alone_cannot_train_or_predict(small_corpus, tmp_path):
+    make(small_corpus, min_count=2).wv.save_word2vec_format(tmp_path / "v.bin", binary=True)
+    model = make(min_count=2)
+    model.wv = KeyedVectors.load_word2vec_format(tmp_path / "v.bin", binary=True)
+    with pytest.raises(RuntimeError, match="training state.*load_word2vec_format"):
+        model.train(small_corpus, total_examples=1, epochs=1)
+    with pytest.raises(RuntimeError, match="training state"):
+        model.predict_output_word(["the", "of"])
+
+
+def test_gensims_warnings_are_logged(small_corpus, caplog):
+    with caplog.at_level(logging.WARNING):
+        model = make(small_corpus, sg=1, hs=1, negative=2, min_count=2, epochs=1)
+        assert "Effective 'alpha'" not in caplog.text
+        model.train(small_corpus, total_examples=model.corpus_count, epochs=1)
+    assert "Both hierarchical softmax and negative sampling are activated." in caplog.text
+    assert "Effective 'alpha' higher than previous training cycles" in caplog.text
+
+
+def test_load_is_called_on_the_class(small_corpus, tmp_path):
+    model = make(small_corpus, min_count=2)
+    model.save(tmp_path / "m.npz")
+    with pytest.raises(AttributeError, match="class"):
+        model.load(tmp_path / "m.npz")
+    assert torchw2v.Word2Vec.load(tmp_path / "m.npz", device="cpu").wv.index_to_key == (
+        model.wv.index_to_key
+    )
+
+
+class RecordingBar:
+    """Stands in for tqdm's progress bar and records what it is asked to show."""
+
+    def __init__(self, shown: list, **settings):
+        self.shown = shown
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def update(self, n):
+        pass
+
+    def set_postfix(self, refresh=True, **values):
+        self.shown.append(values)
+
+
+@pytest.mark.parametrize("compute_loss", [False, True])
+def test_progress_bar_shows_the_loss_only_when_computed(small_corpus, monkeypatch, compute_loss):
+    shown = []
+    monkeypatch.setattr(trainer, "tqdm", lambda **settings: RecordingBar(shown, **settings))
+    make(small_corpus, sg=1, min_count=2, epochs=1, compute_loss=compute_loss)
+    assert bool(shown) == compute_loss
+    assert all(float(values["loss"]) > 0 for values in shown)
 
 
 def _compiled_available() -> bool:

@@ -289,6 +289,7 @@ def _train(args: argparse.Namespace) -> None:
         corpus_file=args.train,
         total_examples=model.corpus_count,
         total_words=model.corpus_total_words,
+        epochs=model.epochs,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
     )

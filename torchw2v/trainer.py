@@ -99,6 +99,9 @@ class Trainer:
     plan : ChunkPlan, optional
         The chunks and their progress, replacing ``chunk_words`` (distributed training
         gives every rank the same number of chunks).
+    show_loss : bool
+        Show the epoch's mean loss per pair in the progress bar (when the engine computes
+        the loss, ``compute_loss``).
     """
 
     def __init__(
@@ -108,8 +111,10 @@ class Trainer:
         device: torch.device,
         chunk_words: int | None = None,
         plan: ChunkPlan | None = None,
+        show_loss: bool = False,
     ):
         self.engine = engine
+        self.show_loss = show_loss
         self.corpus = corpus
         self.ids = torch.from_numpy(corpus.ids).to(device)
         self.offsets = torch.from_numpy(corpus.offsets)
@@ -168,7 +173,7 @@ class Trainer:
                         schedule.alpha(epoch, float(self.progress[index + 1])),
                     )
                     bar.update(ids.numel())
-                    if stats.pairs:
+                    if self.show_loss and stats.pairs:
                         bar.set_postfix(loss=f"{stats.loss / stats.pairs:.4f}", refresh=False)
                     if time.perf_counter() - last_log >= report_delay:
                         last_log = time.perf_counter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from gensim.utils import keep_vocab_item
@@ -36,6 +36,9 @@ class Vocabulary:
         ``(V,)`` uint32 cumulative unigram^ns_exponent table for drawing negatives.
     effective_min_count : int
         The ``min_count`` actually applied, raised by ``max_final_vocab`` when needed.
+    report : dict of str to int
+        What gensim's ``prepare_vocab`` reports about the corpus it was made from
+        (:func:`prepare_report`); empty for a vocabulary not made from raw counts.
     """
 
     words: list[str]
@@ -43,6 +46,7 @@ class Vocabulary:
     sample_int: np.ndarray
     cum_table: np.ndarray
     effective_min_count: int
+    report: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -90,6 +94,7 @@ def build_vocabulary(
         sample_int=subsample_thresholds(counts, sample),
         cum_table=negative_cum_table(counts, ns_exponent),
         effective_min_count=min_count,
+        report=prepare_report(len(raw_words), counts, sample),
     )
     logger.info(
         "effective_min_count=%i retains %i unique words (%.2f%% of original %i) "
@@ -123,7 +128,12 @@ def kept_word_indices(
 
 
 def subsample_thresholds(counts: np.ndarray, sample: float) -> np.ndarray:
-    """gensim's ``sample_int``: a word is kept with probability ``sample_int / 2**32``.
+    """gensim's ``sample_int``: a word is kept with probability ``sample_int / 2**32``."""
+    return (keep_probabilities(counts, sample) * (2**32 - 1)).astype(np.uint32)
+
+
+def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """The float64 probability that subsampling keeps an occurrence of each word.
 
     With ``t = sample * total``, the keep probability is ``(sqrt(c / t) + 1) * t / c``,
     capped at 1; ``sample >= 1`` means "downsample words seen more than ``sample`` times".
@@ -138,8 +148,24 @@ def subsample_thresholds(counts: np.ndarray, sample: float) -> np.ndarray:
         threshold = int(sample * (3 + np.sqrt(5)) / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         prob = (np.sqrt(counts / threshold) + 1) * (threshold / counts)
-    prob = np.where(prob < 1.0, prob, 1.0)
-    return (prob * (2**32 - 1)).astype(np.uint32)
+    return np.where(prob < 1.0, prob, 1.0)
+
+
+def prepare_report(raw_words: int, kept_counts: np.ndarray, sample: float) -> dict[str, int]:
+    """gensim's ``prepare_vocab`` report on a corpus of ``raw_words`` distinct words.
+
+    ``kept_counts`` are the counts in that corpus of the words that passed ``min_count`` (or
+    ``trim_rule``); ``downsample_*`` say how many of them subsampling thins out and how many
+    occurrences it is expected to leave.
+    """
+    keep = keep_probabilities(kept_counts, sample)
+    return {
+        "drop_unique": raw_words - len(kept_counts),
+        "retain_total": int(kept_counts.sum()),
+        "downsample_unique": int((keep < 1.0).sum()),
+        "downsample_total": int((keep * kept_counts).sum()),
+        "num_retained_words": len(kept_counts),
+    }
 
 
 def negative_cum_table(
@@ -201,6 +227,7 @@ def extend_vocabulary(
         sample_int=sample_int,
         cum_table=negative_cum_table(counts, ns_exponent),
         effective_min_count=old.effective_min_count,
+        report=prepare_report(len(raw_words), raw_counts[kept], sample),
     )
     return vocab, remap
 

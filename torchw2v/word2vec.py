@@ -28,9 +28,10 @@ from gensim.models import KeyedVectors
 from gensim.models import Word2Vec as _GensimWord2Vec
 from gensim.models.callbacks import CallbackAny2Vec
 from gensim.models.word2vec import _assign_binary_codes
+from gensim.utils import call_on_class_only
 
 from . import persistence, safe_pickle
-from .corpus import EncodedCorpus, as_sentences, encode, scan
+from .corpus import EncodedCorpus, ScannedCorpus, as_sentences, encode, scan
 from .distributed import Cluster, SyncPolicy, chain
 from .engines import (
     ENGINES,
@@ -45,6 +46,7 @@ from .engines.base import divergence_error
 from .engines.compiled import MAX_NEGATIVE, MAX_WORKERS
 from .engines.lockf import LockedRows
 from .model import SkipGramNS
+from .sanity import check_train_call, check_training_state
 from .trainer import EpochReport, Position, Schedule, Trainer
 from .vocab import (
     Vocabulary,
@@ -94,6 +96,24 @@ STATE = (
     "running_training_loss",
     "min_alpha_yet_reached",
 )
+
+
+class EmptyVocabularyError(ValueError, RuntimeError):
+    """No word to train on: a ``ValueError`` as torchw2v raised, a ``RuntimeError`` as gensim."""
+
+
+class NotAWord2VecError(ValueError, AttributeError):
+    """A gensim file holding another model: a ``ValueError``, an ``AttributeError`` as gensim."""
+
+
+class _class_only(classmethod):
+    """A classmethod that raises AttributeError when called on an instance (as gensim's load).
+
+    ``model.load(path)`` would return a new model and leave ``model`` as it was.
+    """
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return call_on_class_only if instance is not None else super().__get__(None, owner)
 
 
 class Word2Vec:
@@ -268,6 +288,7 @@ class Word2Vec:
         self.epoch_loss = 0.0
         self.min_alpha_yet_reached = alpha
         self._cache: tuple[Any, EncodedCorpus] | None = None  # (source key, encoded corpus)
+        self._scanned: tuple[Any, ScannedCorpus] | None = None  # scan_vocab's, for prepare_vocab
 
         if sentences is not None or corpus_file is not None:
             self.build_vocab(
@@ -368,25 +389,93 @@ class Word2Vec:
             every trained vector, and add the corpus's counts to the known words.
         progress_per : int
             Log progress every this many sentences.
-        keep_raw_vocab, **kwargs
-            Accepted for gensim compatibility.
+        keep_raw_vocab : bool
+            Keep the word counts for a later :meth:`prepare_vocab`.
         trim_rule : callable, optional
             Vocabulary trimming rule, see the class docstring.
+        **kwargs
+            Accepted for gensim compatibility.
 
         Raises
         ------
-        ValueError
-            No word of the corpus survives ``min_count``.
+        EmptyVocabularyError
+            No word of the corpus survives ``min_count`` (a ``ValueError`` and a
+            ``RuntimeError``).
         RuntimeError
             ``update=True`` on a model without a vocabulary.
+        """
+        self.scan_vocab(corpus_iterable, corpus_file, progress_per, trim_rule=trim_rule)
+        self.prepare_vocab(update=update, keep_raw_vocab=keep_raw_vocab, trim_rule=trim_rule)
+
+    def scan_vocab(
+        self,
+        corpus_iterable: Iterable[list[str]] | None = None,
+        corpus_file: str | Path | None = None,
+        progress_per: int = 10000,
+        workers: int | None = None,
+        trim_rule: Callable | None = None,
+    ) -> tuple[int, int]:
+        """Read the corpus once and count its words: :meth:`build_vocab`'s first step.
+
+        ``workers`` is accepted for gensim compatibility; the other arguments are
+        :meth:`build_vocab`'s.
+
+        Returns
+        -------
+        (int, int)
+            The corpus's words and sentences (``corpus_total_words``, ``corpus_count``).
         """
         sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
         scanned = scan(sentences, self.max_vocab_size, trim_rule, progress_per)
         scanned, self.corpus_count, self.corpus_total_words = self._cluster.merge_vocabulary(
             scanned, sentences
         )
-        remap = self._install_counts(scanned.words, scanned.counts, update, trim_rule)
-        self._cache = (_source_key(corpus_iterable, corpus_file), scanned.corpus.remapped(remap))
+        self._scanned = (_source_key(corpus_iterable, corpus_file), scanned)
+        return self.corpus_total_words, self.corpus_count
+
+    def prepare_vocab(
+        self,
+        update: bool = False,
+        keep_raw_vocab: bool = False,
+        trim_rule: Callable | None = None,
+        min_count: int | None = None,
+        sample: float | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, int]:
+        """Make the vocabulary from :meth:`scan_vocab`'s counts and initialise the weights.
+
+        :meth:`build_vocab`'s second step (gensim's ``prepare_vocab`` and
+        ``prepare_weights``).
+
+        Parameters
+        ----------
+        update, trim_rule
+            As for :meth:`build_vocab`.
+        keep_raw_vocab : bool
+            Keep the counts, so that ``prepare_vocab`` can be called again.
+        min_count, sample : optional
+            Apply (and store) these instead of the model's settings.
+        dry_run : bool
+            Only report what the settings would keep; change nothing.
+
+        Returns
+        -------
+        dict of str to int
+            gensim's report: ``drop_unique``, ``retain_total``, ``downsample_unique``,
+            ``downsample_total`` and ``num_retained_words``.
+        """
+        if self._scanned is None:
+            raise RuntimeError("no word counts to prepare: call scan_vocab(corpus) first")
+        key, scanned = self._scanned
+        min_count, sample = min_count or self.min_count, sample or self.sample
+        vocab, remap = self._install_counts(
+            scanned.words, scanned.counts, update, trim_rule, min_count, sample, dry_run
+        )
+        if not dry_run:
+            self.min_count, self.sample = min_count, sample
+            self._cache = (key, scanned.corpus.remapped(remap))
+            self._scanned = self._scanned if keep_raw_vocab else None
+        return vocab.report
 
     def build_vocab_from_freq(
         self,
@@ -418,9 +507,21 @@ class Word2Vec:
         self._cache = None
 
     def _install_counts(
-        self, words: list[str], counts: np.ndarray, update: bool, trim_rule: Callable | None
-    ) -> np.ndarray:
-        """Make the vocabulary from raw counts (or extend it); return the raw-to-id map."""
+        self,
+        words: list[str],
+        counts: np.ndarray,
+        update: bool,
+        trim_rule: Callable | None,
+        min_count: int | None = None,
+        sample: float | None = None,
+        dry_run: bool = False,
+    ) -> tuple[Vocabulary, np.ndarray]:
+        """Make the vocabulary from raw counts (or extend it) and install it unless ``dry_run``.
+
+        ``min_count`` and ``sample`` default to the model's. Returns the vocabulary and the
+        raw-to-id map.
+        """
+        sample = self.sample if sample is None else sample
         if update:
             if not len(self.wv):
                 raise RuntimeError(
@@ -431,7 +532,7 @@ class Word2Vec:
                 self._vocabulary(),
                 words,
                 counts,
-                sample=self.sample,
+                sample=sample,
                 ns_exponent=self.ns_exponent,
                 trim_rule=trim_rule,
             )
@@ -439,21 +540,23 @@ class Word2Vec:
             vocab, remap = build_vocabulary(
                 words,
                 counts,
-                min_count=self.min_count,
-                sample=self.sample,
+                min_count=self.min_count if min_count is None else min_count,
+                sample=sample,
                 ns_exponent=self.ns_exponent,
                 max_final_vocab=self.max_final_vocab,
                 trim_rule=trim_rule,
                 sorted_vocab=bool(self.sorted_vocab),
             )
+        if dry_run:
+            return vocab, remap
         if not len(vocab):
-            raise ValueError(
+            raise EmptyVocabularyError(
                 f"the vocabulary is empty: none of the {len(words)} distinct words of the "
                 f"corpus ({int(counts.sum())} tokens) occurs min_count="
                 f"{vocab.effective_min_count} times; lower min_count or train on more text"
             )
         self._set_vocabulary(vocab, update)
-        return remap
+        return vocab, remap
 
     def _vocabulary(self) -> Vocabulary:
         """The current vocabulary, read back from ``wv`` and the model."""
@@ -534,9 +637,10 @@ class Word2Vec:
         corpus_iterable, corpus_file
             The corpus, as for :meth:`build_vocab`. Words outside the vocabulary are skipped.
         total_examples, total_words : int, optional
-            Accepted for gensim compatibility; the exact counts are known after reading.
-        epochs : int, optional
-            Passes over the corpus; defaults to ``self.epochs``.
+            One of them is required, as in gensim (``total_examples=model.corpus_count``);
+            the learning rate follows the exact counts, known after reading.
+        epochs : int
+            Passes over the corpus (required, as in gensim; usually ``model.epochs``).
         start_alpha, end_alpha : float, optional
             Learning rate at the start and end of this call; default ``alpha``, ``min_alpha``.
         word_count, queue_factor
@@ -565,25 +669,25 @@ class Word2Vec:
         Raises
         ------
         RuntimeError
-            The vocabulary has not been built.
+            The vocabulary has not been built, or ``wv`` lacks its training state.
         ValueError
-            ``checkpoint`` exists but was written for another vocabulary, corpus or schedule.
+            No ``epochs``, or neither ``total_examples`` nor ``total_words``; ``checkpoint``
+            exists but was written for another vocabulary, corpus or schedule.
         FloatingPointError
             Training diverged to NaN or infinity (lower ``alpha``).
         """
-        if not len(self.wv):
-            raise RuntimeError(
-                "the vocabulary is empty: call model.build_vocab(corpus) before model.train()"
-            )
-        epochs = self.epochs if epochs is None else epochs
-        if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         start_alpha = self.alpha if start_alpha is None else start_alpha
         end_alpha = self.min_alpha if end_alpha is None else end_alpha
-        if not (math.isfinite(start_alpha) and math.isfinite(end_alpha) and start_alpha > 0):
-            raise ValueError(
-                f"learning rates must be finite and start_alpha > 0; got {start_alpha}, {end_alpha}"
-            )
+        check_train_call(
+            self,
+            corpus_iterable,
+            corpus_file,
+            total_examples,
+            total_words,
+            epochs,
+            start_alpha,
+            end_alpha,
+        )
         self.compute_loss = compute_loss
         if callbacks:
             self.callbacks = _callbacks(callbacks)
@@ -596,7 +700,9 @@ class Word2Vec:
         start = self._resume(checkpoint, schedule, corpus) if checkpoint and writer else None
         start = self._cluster.share_start(start)
         engine = self._make_engine(self._cluster.seed(self.seed + self.train_count))
-        trainer = Trainer(engine, corpus, self.device, plan=self._cluster.plan(corpus))
+        trainer = Trainer(
+            engine, corpus, self.device, plan=self._cluster.plan(corpus), show_loss=compute_loss
+        )
         if start:
             engine.calls = start.epoch * trainer.chunks_per_epoch + start.chunk
         logger.info(
@@ -838,7 +944,7 @@ class Word2Vec:
             return
         persistence.write_model(fname_or_handle, *self._state())
 
-    @classmethod
+    @_class_only
     def load(
         cls, fname: str | Path, device: str | torch.device | None = None, **kwargs: Any
     ) -> Word2Vec:
@@ -861,11 +967,14 @@ class Word2Vec:
         ------
         FileNotFoundError, ValueError
             Missing file; not a model file, or truncated, corrupted or crafted.
+        NotAWord2VecError
+            A gensim file holding another model (a ``ValueError`` and, as in gensim, an
+            ``AttributeError``).
         """
         if persistence.is_pickle(fname):
             model = safe_pickle.load_gensim(fname, **kwargs)
             if not isinstance(model, _GensimWord2Vec):
-                raise ValueError(
+                raise NotAWord2VecError(
                     f"{str(fname)!r} holds a gensim {type(model).__name__}, not a Word2Vec "
                     "model; load it with its own class (e.g. gensim's KeyedVectors.load)"
                 )
@@ -909,10 +1018,18 @@ class Word2Vec:
         Parameters
         ----------
         model : gensim.models.Word2Vec
-            The gensim model; its arrays are copied.
+            The gensim model; its arrays are copied. Of a subclass (``FastText``, ``Doc2Vec``)
+            only the word vectors and output weights are taken, with a warning.
         device : str or torch.device, optional
             Where to train next; default CUDA when available.
         """
+        if type(model) is not _GensimWord2Vec:
+            logger.warning(
+                "%s is a gensim %s: its word vectors and output weights go on as a Word2Vec; "
+                "its other parts (subword or document vectors) are not kept",
+                model,
+                type(model).__name__,
+            )
         wv, size = model.wv, model.vector_size
         empty = np.zeros((0, size), dtype=np.float32)
         settings = {name: getattr(model, name) for name in SETTINGS if hasattr(model, name)}
@@ -948,7 +1065,14 @@ class Word2Vec:
         """The ``topn`` most probable center words for a context (gensim's method, run as is).
 
         Needs ``negative > 0``; see ``gensim.models.Word2Vec.predict_output_word``.
+
+        Raises
+        ------
+        RuntimeError
+            ``negative=0``, or ``wv`` lacks the training state of its words.
         """
+        if self.negative:  # else gensim's method raises its own RuntimeError
+            check_training_state(self)
         self._sync_to_host()
         return _GensimWord2Vec.predict_output_word(self, context_words_list, topn=topn)
 
