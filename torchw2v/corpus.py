@@ -4,9 +4,12 @@ Accepted inputs are those gensim accepts: a list of token lists, any restartable
 token lists (``LineSentence``, ``PathLineSentences``, ``Text8Corpus`` ...), or ``corpus_file``,
 a LineSentence-format path opened through smart-open (local, ``.gz``, ``.bz2``, remote).
 
-The corpus is read once: :func:`scan` counts words and records every token as an id in the
-same pass, so training never re-reads or re-tokenises the text. The encoded corpus is a flat
-``int32`` id array plus ``int64`` sentence offsets (CSR style).
+An iterable is read once: :func:`scan` counts words and records every token as an id in the
+same pass, so training never iterates over it again. A plain local ``corpus_file`` is read by
+the compiled reader (:mod:`torchw2v.corpus_compiled`) on ``workers`` threads instead: counted by
+:func:`scan_counts`, then encoded by :func:`encode` once the vocabulary is final, which keeps
+4 bytes per token rather than the Python path's lists. The encoded corpus is a flat ``int32``
+id array plus ``int64`` sentence offsets (CSR style).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import GeneratorType
-from typing import IO
+from typing import IO, NoReturn
 
 import numpy as np
 from gensim.utils import keep_vocab_item, to_unicode
 from smart_open import open as smart_open
+from smart_open.compression import get_supported_extensions
+
+from . import corpus_compiled
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +59,7 @@ class CorpusFile:
                 for line in self._lines(lines):
                     yield to_unicode(line).split()
         except UnicodeDecodeError as err:
-            raise ValueError(
-                f"corpus_file {self.path!r} is not UTF-8 text ({err}); re-encode it as UTF-8"
-            ) from None
+            raise _not_utf8(self.path, err) from None
 
     def _lines(self, stream: IO[bytes]) -> Iterator[bytes]:
         """The lines of ``stream`` that start in the byte range (all of them by default)."""
@@ -72,6 +76,42 @@ class CorpusFile:
 
     def __repr__(self) -> str:
         return f"CorpusFile({self.path!r})"
+
+
+def _not_utf8(path: str, err: UnicodeDecodeError) -> ValueError:
+    return ValueError(f"corpus_file {path!r} is not UTF-8 text ({err}); re-encode it as UTF-8")
+
+
+def _raise_not_utf8(path: str, offset: int) -> NoReturn:
+    """Raise the Python reader's error for the line at byte ``offset``, which is not UTF-8."""
+    with open(path, "rb") as stream:
+        stream.seek(offset)
+        line = stream.readline()
+    try:
+        to_unicode(line)
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+    raise RuntimeError(f"corpus_file {path!r} changed while it was read")
+
+
+def seekable(path: str) -> bool:
+    """Whether ``path`` is a local file that can be read from a byte offset (not compressed)."""
+    return "://" not in path and Path(path).suffix.lower() not in get_supported_extensions()
+
+
+def _compiled_ranges(sentences: Iterable, workers: int) -> list[tuple[int, int]] | None:
+    """The byte ranges in which the compiled reader reads ``sentences``, or None if it cannot
+    (not a plain local :class:`CorpusFile`, or the reader unavailable here)."""
+    if not (
+        isinstance(sentences, CorpusFile)
+        and seekable(sentences.path)
+        and os.path.isfile(sentences.path)
+        and corpus_compiled.is_available()
+    ):
+        return None
+    size = os.path.getsize(sentences.path)
+    end = size if sentences.end is None else min(sentences.end, size)
+    return corpus_compiled.split_range(min(sentences.start, end), end, workers)
 
 
 def as_sentences(
@@ -201,7 +241,7 @@ class EncodedCorpus:
 
 @dataclass
 class ScannedCorpus:
-    """The result of one pass over a corpus: raw vocabulary and the corpus as raw ids.
+    """The result of one pass over a corpus: raw vocabulary, and the corpus as raw ids if kept.
 
     Attributes
     ----------
@@ -209,13 +249,79 @@ class ScannedCorpus:
         Distinct words in order of first occurrence (after ``max_vocab_size`` pruning).
     counts : numpy.ndarray
         ``(len(words),)`` int64 counts.
-    corpus : EncodedCorpus
-        Tokens as indices into ``words``; tokens pruned during the scan are dropped.
+    sentences, raw_words : int
+        Sentences and tokens read.
+    corpus : EncodedCorpus or None
+        Tokens as indices into ``words``; tokens pruned during the scan are dropped. None
+        when the compiled reader counted a file: :func:`encode` it with the final vocabulary.
+    first : (numpy.ndarray, numpy.ndarray) or None
+        Where each word first occurs: ``(W,)`` int64 sentence keys, which sort the scanned
+        sentences in order (the compiled reader's are byte offsets of lines), and ``(W,)``
+        int64 token positions in those sentences. None: derived from ``corpus``.
     """
 
     words: list[str]
     counts: np.ndarray
-    corpus: EncodedCorpus
+    sentences: int
+    raw_words: int
+    corpus: EncodedCorpus | None = None
+    first: tuple[np.ndarray, np.ndarray] | None = None
+
+    def first_occurrences(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each word's first occurrence: ``(sentence key, position)``, see ``first``."""
+        if self.first is not None:
+            return self.first
+        corpus = self.corpus
+        first = np.full(len(self.words), corpus.ids.size, dtype=np.int64)
+        present, at = np.unique(corpus.ids, return_index=True)
+        first[present] = at  # (W,) each word's first token
+        sentence = np.searchsorted(corpus.offsets, first, side="right") - 1
+        return sentence, first - corpus.offsets[sentence]
+
+
+def scan_counts(
+    sentences: Iterable[list[str]],
+    max_vocab_size: int | None = None,
+    trim_rule: Callable | None = None,
+    progress_per: int = 10000,
+    workers: int = 1,
+) -> ScannedCorpus:
+    """``build_vocab``'s pass over a corpus: the words, their counts and first occurrences.
+
+    A plain local :class:`CorpusFile` is counted by the compiled reader on ``workers``
+    threads, without keeping its ids (``corpus`` is None). Anything else, and a file when
+    ``max_vocab_size`` is set (its pruning follows the order in which one reader meets the
+    sentences), goes through :func:`scan`. Both give the same words, counts and order.
+
+    Raises
+    ------
+    ValueError
+        A line of the file is not UTF-8 (the error the Python reader raises).
+    """
+    ranges = None if max_vocab_size else _compiled_ranges(sentences, workers)
+    if ranges is None:
+        return scan(sentences, max_vocab_size, trim_rule, progress_per)
+    found = corpus_compiled.count_words(sentences.path, ranges, workers, progress_per)
+    if found.bad_line >= 0:
+        _raise_not_utf8(sentences.path, found.bad_line)
+    scanned = ScannedCorpus(
+        found.words,
+        found.counts,
+        found.lines,
+        found.tokens,
+        first=(found.first_line, found.first_position),
+    )
+    _log_collected(scanned)
+    return scanned
+
+
+def _log_collected(scanned: ScannedCorpus) -> None:
+    logger.info(
+        "collected %i word types from a corpus of %i raw words and %i sentences",
+        len(scanned.words),
+        scanned.raw_words,
+        scanned.sentences,
+    )
 
 
 def scan(
@@ -260,13 +366,9 @@ def scan(
     corpus = EncodedCorpus(raw_ids, np.frombuffer(offsets, dtype=np.int64), len(raw_ids))
     if max_vocab_size:  # drop the occurrences forgotten by pruning
         corpus = corpus.remapped(np.arange(len(index), dtype=np.int32))
-    logger.info(
-        "collected %i word types from a corpus of %i raw words and %i sentences",
-        len(index),
-        corpus.raw_words,
-        corpus.sentences,
-    )
-    return ScannedCorpus(list(index), counts, corpus)
+    scanned = ScannedCorpus(list(index), counts, corpus.sentences, corpus.raw_words, corpus)
+    _log_collected(scanned)
+    return scanned
 
 
 def _prune(
@@ -289,8 +391,28 @@ def _prune(
     return {w: new for new, w in enumerate(survivors)}
 
 
-def encode(sentences: Iterable[list[str]], key_to_index: Mapping[str, int]) -> EncodedCorpus:
-    """Encode a corpus with an existing vocabulary, dropping unknown words."""
+def encode(
+    sentences: Iterable[list[str]], key_to_index: Mapping[str, int], workers: int = 1
+) -> EncodedCorpus:
+    """Encode a corpus with an existing vocabulary, dropping unknown words.
+
+    A plain local :class:`CorpusFile` is read by the compiled reader on ``workers`` threads
+    when the ids of ``key_to_index`` are ``0, 1, ...`` in its order (as ``wv.key_to_index``).
+
+    Raises
+    ------
+    ValueError
+        A line of the file is not UTF-8 (the error the Python reader raises).
+    """
+    ranges = _compiled_ranges(sentences, workers)
+    if ranges is not None and _dense(key_to_index):
+        index = corpus_compiled.WordIndex(key_to_index)
+        ids, offsets, _, raw_words, bad_line = corpus_compiled.encode_words(
+            sentences.path, ranges, index, workers
+        )
+        if bad_line >= 0:
+            _raise_not_utf8(sentences.path, bad_line)
+        return EncodedCorpus(ids, offsets, raw_words)
     ids = array("i")
     offsets = array("q", [0])
     get = key_to_index.get
@@ -310,3 +432,9 @@ def encode(sentences: Iterable[list[str]], key_to_index: Mapping[str, int]) -> E
         np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw_words
     )
     return corpus.remapped(np.arange(len(key_to_index), dtype=np.int32))
+
+
+def _dense(key_to_index: Mapping[str, int]) -> bool:
+    """Whether the ids of ``key_to_index`` are ``0, 1, ...`` in iteration order."""
+    ids = np.fromiter(key_to_index.values(), dtype=np.int64, count=len(key_to_index))
+    return bool(np.array_equal(ids, np.arange(len(ids))))

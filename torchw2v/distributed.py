@@ -35,14 +35,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from smart_open.compression import get_supported_extensions
 
-from .corpus import CorpusFile, EncodedCorpus, ScannedCorpus
+from .corpus import CorpusFile, EncodedCorpus, ScannedCorpus, seekable
 from .trainer import ChunkPlan, EpochReport, Position
 
 logger = logging.getLogger(__name__)
@@ -141,12 +139,7 @@ def vocabulary_part(
     ``s`` is sentence ``s * world + rank`` of a :class:`RoundRobin` shard, and comes after
     every sentence of lower ranks in a byte-range shard.
     """
-    corpus = scanned.corpus
-    first = np.full(len(scanned.words), corpus.ids.size, dtype=np.int64)
-    present, at = np.unique(corpus.ids, return_index=True)
-    first[present] = at  # (W,) each word's first token in the shard
-    sentence = np.searchsorted(corpus.offsets, first, side="right") - 1
-    position = first - corpus.offsets[sentence]
+    sentence, position = scanned.first_occurrences()
     if isinstance(shard, RoundRobin):
         sentence = sentence * world + rank
     else:
@@ -253,7 +246,7 @@ class Cluster:
         ``world``-th sentence."""
         if self.world == 1:
             return sentences
-        if isinstance(sentences, CorpusFile) and _seekable(sentences.path):
+        if isinstance(sentences, CorpusFile) and seekable(sentences.path):
             size = os.path.getsize(sentences.path)
             start, end = (size * r // self.world for r in (self.rank, self.rank + 1))
             return CorpusFile(sentences.path, start, end)
@@ -270,17 +263,17 @@ class Cluster:
             The whole corpus's words and counts (order of first occurrence) with this rank's
             shard encoded against them; the whole corpus's sentences and raw words.
         """
-        corpus = scanned.corpus
         if self.world == 1:
-            return scanned, corpus.sentences, corpus.raw_words
+            return scanned, scanned.sentences, scanned.raw_words
         parts: list = [None] * self.world
         with self._guard("merging the vocabulary"):
             dist.all_gather_object(parts, vocabulary_part(scanned, shard, self.rank, self.world))
         words, counts = merge_vocabularies(parts)
         index = {word: i for i, word in enumerate(words)}
         to_merged = np.array([index[word] for word in scanned.words], dtype=np.int32)
-        sentences, raw_words = self._sum(np.array([corpus.sentences, corpus.raw_words]))
-        merged = ScannedCorpus(words, counts, corpus.remapped(to_merged))
+        sentences, raw_words = self._sum(np.array([scanned.sentences, scanned.raw_words]))
+        corpus = None if scanned.corpus is None else scanned.corpus.remapped(to_merged)
+        merged = ScannedCorpus(words, counts, scanned.sentences, scanned.raw_words, corpus)
         return merged, int(sentences), int(raw_words)
 
     # ------------------------------------------------------------------ training
@@ -456,11 +449,6 @@ class Synchronizer:
         ranks = change.ne(0).any(dim=1).to(torch.int32)  # (V,) 1 where this rank changed it
         self.cluster.all_reduce_(ranks, "counting the ranks that changed each row")
         return torch.where(ranks > 2, 2 / ranks.clamp(min=1), (ranks > 0).to(change.dtype))
-
-
-def _seekable(path: str) -> bool:
-    """Whether ``path`` is a local file that can be read from a byte offset (not compressed)."""
-    return "://" not in path and Path(path).suffix.lower() not in get_supported_extensions()
 
 
 def _init_process_group(device: torch.device, timeout: float) -> None:

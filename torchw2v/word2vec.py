@@ -31,7 +31,7 @@ from gensim.models.word2vec import _assign_binary_codes
 from gensim.utils import call_on_class_only
 
 from . import persistence, safe_pickle
-from .corpus import EncodedCorpus, ScannedCorpus, as_sentences, encode, scan
+from .corpus import EncodedCorpus, ScannedCorpus, as_sentences, encode, scan_counts
 from .distributed import Cluster, SyncPolicy, chain
 from .engines import (
     ENGINES,
@@ -426,7 +426,7 @@ class Word2Vec:
             The corpus's words and sentences (``corpus_total_words``, ``corpus_count``).
         """
         sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
-        scanned = scan(sentences, self.max_vocab_size, trim_rule, progress_per)
+        scanned = scan_counts(sentences, self.max_vocab_size, trim_rule, progress_per, self.workers)
         scanned, self.corpus_count, self.corpus_total_words = self._cluster.merge_vocabulary(
             scanned, sentences
         )
@@ -473,7 +473,7 @@ class Word2Vec:
         )
         if not dry_run:
             self.min_count, self.sample = min_count, sample
-            self._cache = (key, scanned.corpus.remapped(remap))
+            self._cache = None if scanned.corpus is None else (key, scanned.corpus.remapped(remap))
             self._scanned = self._scanned if keep_raw_vocab else None
         return vocab.report
 
@@ -822,7 +822,7 @@ class Word2Vec:
         ):
             return self._cache[1]
         sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
-        return encode(sentences, self.wv.key_to_index)
+        return encode(sentences, self.wv.key_to_index, self.workers)
 
     def _sampling_tables(self) -> SamplingTables:
         """Subsampling thresholds, negative table and Huffman paths on the training device."""

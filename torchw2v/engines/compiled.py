@@ -87,8 +87,11 @@ def _registered_op() -> Callable[..., torch.Tensor] | None:
         return None
 
 
-def _compile(name: str, source: Path) -> Callable[..., torch.Tensor]:
-    """Build (or find in torch's extension cache) and load the op; raise on failure."""
+def _compile(
+    name: str, source: Path, registered: Callable[[], Callable | None] = _registered_op
+) -> Callable[..., torch.Tensor]:
+    """Build (or find in torch's extension cache) and load the op that ``registered`` looks
+    up (by default ``train_chunk``); raise on failure."""
     from torch.utils import cpp_extension
 
     cpp_extension.load(
@@ -98,7 +101,7 @@ def _compile(name: str, source: Path) -> Callable[..., torch.Tensor]:
         is_python_module=False,
         verbose=False,
     )
-    op = _registered_op()
+    op = registered()
     if op is None:
         raise RuntimeError(f"{source.name} was loaded but registered no torchw2v op")
     return op
