@@ -89,7 +89,7 @@ def build_vocabulary(
     remap = np.full(len(raw_words), -1, dtype=np.int32)
     remap[kept] = np.arange(len(kept), dtype=np.int32)
     vocab = Vocabulary(
-        words=[raw_words[i] for i in kept],
+        words=[raw_words[i] for i in kept.tolist()],
         counts=counts,
         sample_int=subsample_thresholds(counts, sample),
         cum_table=negative_cum_table(counts, ns_exponent),
@@ -222,7 +222,7 @@ def extend_vocabulary(
         len(kept) - len(new),
     )
     vocab = Vocabulary(
-        words=old.words + [raw_words[i] for i in new],
+        words=old.words + [raw_words[i] for i in new.tolist()],
         counts=counts,
         sample_int=sample_int,
         cum_table=negative_cum_table(counts, ns_exponent),

@@ -126,7 +126,9 @@ class Word2Vec:
         vocabulary is built and the model trained right away.
     corpus_file : str or pathlib.Path, optional
         A LineSentence-format file (one sentence per line, tokens split on whitespace),
-        read through smart-open: ``.gz``, ``.bz2`` and remote URIs work.
+        read through smart-open: ``.gz``, ``.bz2`` and remote URIs work. A plain local file
+        is read by compiled code on ``workers`` threads (tokens exactly as ``str.split()``
+        makes them); ``TORCHW2V_DISABLE_COMPILED=1`` reads it in Python.
     vector_size : int
         Dimensionality of the word vectors.
     alpha : float
@@ -137,7 +139,9 @@ class Word2Vec:
         Ignores all words with total frequency lower than this.
     max_vocab_size : int, optional
         Limits RAM during vocabulary building by pruning the rarest words whenever there are
-        more unique words than this (as gensim does). ``None`` for no limit.
+        more unique words than this (as gensim does). ``None`` for no limit. Pruning depends
+        on the order in which one reader meets the sentences, so with it a ``corpus_file``
+        is read in Python, not by the parallel compiled reader.
     sample : float
         Threshold for downsampling frequent words; 0 disables it.
     seed : int
@@ -374,8 +378,10 @@ class Word2Vec:
     ) -> None:
         """Build the vocabulary from a corpus and initialise the weights.
 
-        The corpus is read once; its encoded form is kept so that ``train`` on the same
-        corpus does not read it again.
+        An iterable corpus is read once; its encoded form is kept so that ``train`` on the
+        same corpus does not read it again. A plain local ``corpus_file`` is counted by the
+        compiled reader on ``workers`` threads, and ``train`` reads it again the same way,
+        which keeps 4 bytes per token in memory.
 
         Parameters
         ----------
