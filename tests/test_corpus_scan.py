@@ -293,6 +293,12 @@ def test_a_folder_is_refused_clearly(tmp_path):
         torchw2v.Word2Vec(min_count=1).build_vocab(corpus_file=tmp_path)
 
 
+def test_ranges_out_of_order_or_overlapping_are_refused(ragged):
+    for ranges in ([(5, 10), (0, 5)], [(0, 6), (5, 10)], [(4, 3)]):
+        with pytest.raises(RuntimeError, match="byte ranges must be in file order"):
+            corpus_compiled.count_words(str(ragged), ranges, 1)
+
+
 def test_a_missing_file_is_refused_clearly(tmp_path):
     with pytest.raises(RuntimeError, match="cannot open corpus_file .*missing.txt"):
         corpus_compiled.count_words(str(tmp_path / "missing.txt"), [(0, 1)], 1)

@@ -188,9 +188,6 @@ class WordIndex:
         self.words = torch.from_numpy(np.frombuffer(data, dtype=np.uint8))
         self.index = torch.ops.torchw2v.word_index(self.words)
 
-    def __len__(self) -> int:
-        return int(self.index[0])
-
 
 def encode_words(
     path: str, ranges: list[tuple[int, int]], index: WordIndex, workers: int

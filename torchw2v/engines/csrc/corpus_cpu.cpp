@@ -380,8 +380,8 @@ constexpr int64_t kReleaseEvery = int64_t(1) << 22;  // bytes read between page 
 
 // Read the lines whose first byte lies in [start, end): visitor.token(key, line, position) for
 // every token, visitor.line_end() after every line. Tokens are handed over in batches, each
-// announced first by visitor.prefetch(key), so that their table slots load in parallel. Returns -1, or the offset of the first line
-// that is not UTF-8 (reading stops there).
+// announced first by visitor.prefetch(key), so that their table slots load in parallel.
+// Returns -1, or the offset of the first line that is not UTF-8 (reading stops there).
 template <class Visitor>
 int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& visitor,
                    Progress& progress) {
@@ -454,8 +454,8 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
     progress.publish();
     if (progress.stopped()) return -1;
     if (pos - released >= kReleaseEvery) {
-      file.release(released, line);
-      released = line;
+      file.release(released, pos);
+      released = pos;
     }
   }
   file.release(released, pos);
@@ -501,8 +501,9 @@ void check_ranges(c10::ArrayRef<int64_t> starts, c10::ArrayRef<int64_t> ends, in
   TORCH_CHECK(starts.size() == ends.size(), "starts and ends differ in length");
   TORCH_CHECK(workers >= 1, "workers must be >= 1, got ", workers);
   for (size_t r = 0; r < starts.size(); ++r)
-    TORCH_CHECK(0 <= starts[r] && starts[r] <= ends[r], "bad byte range [", starts[r], ", ",
-                ends[r], ")");
+    TORCH_CHECK(0 <= starts[r] && starts[r] <= ends[r] && (r == 0 || ends[r - 1] <= starts[r]),
+                "byte ranges must be in file order without overlap, got [", starts[r], ", ",
+                ends[r], ")", r ? " after one ending at " + std::to_string(ends[r - 1]) : "");
 }
 
 at::Tensor int64_tensor(const std::vector<int64_t>& values) {
