@@ -786,6 +786,7 @@ def test_engine_centers_per_launch(interpreted):
 
     assert per_launch("sg_ns").centers_per_launch is None  # the whole chunk at once
     assert per_launch("cbow_mean_hs").centers_per_launch == 256
+    assert per_launch("sg_hs_ns").centers_per_launch == 128  # both gradients per context
     assert per_launch("sg_ns", centers=5, centers_per_launch=23).centers_per_launch == 20
     assert per_launch("sg_ns", centers=5, centers_per_launch=3).centers_per_launch == 5
     with pytest.raises(ValueError, match="centers_per_launch"):

@@ -34,6 +34,11 @@ BATCH_CENTERS = 1024
 # from every center of a batch: skip-gram HS diverges at 1024 centers and alpha=0.025 on
 # wiki text, and trains as sequential SGD does at 256.
 HS_BATCH_CENTERS = 256
+# Skip-gram with both objectives gives each context the hierarchical-softmax and the
+# negative-sampling gradient from the same vectors: on wiki text (2,000 lines, d=50, 3 epochs)
+# 256 centers collapsed the vectors (months as similar to any frequent word as to each other)
+# and 128 trained as 64 and 16 do. CBOW with both trains alike at 256 and 128.
+SG_HS_NS_BATCH_CENTERS = 128
 # The most floats in one tensor of a batch: with wide windows (up to the longest sentence) or
 # many negatives a batch takes fewer centers.
 BATCH_FLOATS = 2**24
@@ -69,8 +74,7 @@ class TorchEngine:
         ``(V, d)`` float32 hierarchical-softmax output vectors, updated in place; required
         when ``config.hs``.
     batch_centers : int, optional
-        Center words per update; default ``BATCH_CENTERS``, or ``HS_BATCH_CENTERS`` with
-        hierarchical softmax.
+        Center words per update; default :func:`default_batch_centers`.
 
     Raises
     ------
@@ -92,7 +96,7 @@ class TorchEngine:
         self.syn0, self.syn1neg, self.syn1 = syn0, syn1neg, syn1
         self.tables, self.config = tables, config
         device = syn0.device
-        self.batch_centers = batch_centers or (HS_BATCH_CENTERS if config.hs else BATCH_CENTERS)
+        self.batch_centers = batch_centers or default_batch_centers(config)
         self.generator = torch.Generator(device=device)
         self.calls = 0
         labels = torch.zeros(config.negative + 1, device=device)
@@ -279,6 +283,15 @@ class TorchEngine:
             signed = torch.where(targets.labels.bool(), scores, -scores)
             loss = -(F.logsigmoid(signed) * mask).sum()
         return torch.bmm(g, out), loss, nonfinite
+
+
+def default_batch_centers(config: EngineConfig) -> int:
+    """Centers per batch that train as sequential SGD does for ``config``'s objectives:
+    ``BATCH_CENTERS`` for negative sampling, ``HS_BATCH_CENTERS`` with hierarchical softmax,
+    ``SG_HS_NS_BATCH_CENTERS`` for skip-gram with both."""
+    if not config.hs:
+        return BATCH_CENTERS
+    return SG_HS_NS_BATCH_CENTERS if config.sg and config.negative else HS_BATCH_CENTERS
 
 
 def _validate(

@@ -55,8 +55,9 @@ Every Huffman path starts at the root, so every center updates the top nodes of 
 programs running at the same time read those rows before each other's updates land: a
 mini-batch as large as the centers in flight. The torch engine measured hierarchical softmax
 diverging at batches of 1024 centers and training as sequential SGD does at 256
-(:data:`.torch_engine.HS_BATCH_CENTERS`), so with hierarchical softmax a chunk is trained in
-launches of at most ``HS_CENTERS_PER_LAUNCH`` centers, one after the other.
+(:data:`.torch_engine.HS_BATCH_CENTERS`; 128 for skip-gram with negative sampling beside it),
+so with hierarchical softmax a chunk is trained in launches of at most that many centers
+(:func:`.torch_engine.default_batch_centers`), one after the other.
 
 The random draws come from a ``torch.Generator`` on the device, reseeded for every chunk from
 ``(config.seed, chunk index)``: a run with a fixed seed draws the same kept words, windows and
@@ -85,7 +86,7 @@ from .base import (
     divergence_error,
     huffman_tables,
 )
-from .torch_engine import HS_BATCH_CENTERS
+from .torch_engine import default_batch_centers
 
 UINT32_RANGE = 2**32
 MAX_EXP = 6.0
@@ -106,8 +107,6 @@ DOT_PRECISION = "ieee"
 ``"tf32"`` uses tensor cores with 10-bit mantissas (fewer registers, less accurate);
 ``"tf32x3"`` three TF32 products, about float32's accuracy. The interpreter computes float32
 whatever this says."""
-HS_CENTERS_PER_LAUNCH = HS_BATCH_CENTERS
-"""With hierarchical softmax, the most centers one launch trains (see the module docstring)."""
 MAX_ROWS = 2048
 """The most context rows of a program: its ``(ROWS, BLOCK_D)`` tile of ``syn0`` then takes
 128 KiB of shared memory (H100 and H200 have 228 KiB per multiprocessor)."""
@@ -716,7 +715,8 @@ class TritonEngine:
     centers_per_launch : int, optional
         The most centers one launch trains, rounded down to a multiple of the centers per
         program; a chunk takes as many launches, one after the other. Default: the whole
-        chunk in one launch, or ``HS_CENTERS_PER_LAUNCH`` with hierarchical softmax.
+        chunk in one launch, or with hierarchical softmax the torch engine's batch
+        (:func:`.torch_engine.default_batch_centers`).
     dot_precision : {"ieee", "tf32x3", "tf32"}
         How the small matrix products multiply on the GPU (see ``DOT_PRECISION``).
 
@@ -764,7 +764,7 @@ class TritonEngine:
             config.window, config.negative, syn0.shape[1], depth, centers, block_d
         )
         self.centers_per_launch = _centers_per_launch(
-            centers_per_launch, config.hs, self.shape.centers
+            centers_per_launch, config, self.shape.centers
         )
         self.dot_precision = dot_precision
         self.launch_options = {"num_warps": num_warps}
@@ -922,9 +922,10 @@ def _on(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _centers_per_launch(requested: int | None, hs: bool, centers: int) -> int | None:
+def _centers_per_launch(requested: int | None, config: EngineConfig, centers: int) -> int | None:
     """The centers per launch, a multiple of ``centers`` per program; ``None``: all at once."""
-    limit = requested if requested is not None else HS_CENTERS_PER_LAUNCH if hs else None
+    default = default_batch_centers(config) if config.hs else None
+    limit = requested if requested is not None else default
     if limit is None:
         return None
     if limit < 1:
