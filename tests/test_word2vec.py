@@ -299,6 +299,29 @@ def test_numpy_and_bool_settings_are_taken_as_gensim_takes_them(small_corpus, tm
     assert torchw2v.Word2Vec.load(tmp_path / "model.npz", device="cpu").seed == 3
 
 
+@pytest.mark.parametrize(
+    "method, arguments, error, message",
+    [
+        ("build_vocab", {"progress_per": 0}, ValueError, "progress_per must be an integer >= 1"),
+        ("build_vocab", {"progress_per": 1.5}, TypeError, "progress_per must be an integer"),
+        ("build_vocab", {"trim_rule": 5}, TypeError, "trim_rule must be a callable or None"),
+        ("train", {"start_alpha": "0.1"}, TypeError, "start_alpha must be a number"),
+        ("train", {"end_alpha": float("nan")}, ValueError, "end_alpha must be a finite number"),
+        ("train", {"compute_loss": "yes"}, TypeError, "compute_loss must be 0, 1 or a bool"),
+        ("train", {"report_delay": -1.0}, ValueError, "report_delay must be a finite number >= 0"),
+        ("train", {"checkpoint_every": "1"}, TypeError, "checkpoint_every must be a number"),
+        ("train", {"checkpoint_every": -1}, ValueError, "checkpoint_every must be .* >= 0"),
+    ],
+)
+def test_bad_method_arguments_are_named(small_corpus, method, arguments, error, message):
+    model = make(min_count=1)
+    if method == "train":
+        model.build_vocab(small_corpus[:20])
+        arguments = {"total_examples": 20, "epochs": 1, **arguments}
+    with pytest.raises(error, match=f"^{message}"):
+        getattr(model, method)(small_corpus[:20], **arguments)
+
+
 @pytest.mark.parametrize("where", ["constructor", "train"])
 def test_a_callback_without_gensims_methods_is_refused(small_corpus, where):
     message = r"callbacks\[1\] is <.*NotACallback.*no on_train_begin, on_epoch_begin, on_train_end"

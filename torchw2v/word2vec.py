@@ -265,9 +265,7 @@ class Word2Vec:
         self.shrink_windows = shrink_windows
         self.engine = engine
         self._check_settings()
-        _check_type(
-            "trim_rule", trim_rule, "a callable or None", lambda f: f is None or callable(f)
-        )
+        _check_trim_rule(trim_rule)
         _check_type(
             "distributed",
             distributed,
@@ -431,6 +429,8 @@ class Word2Vec:
         (int, int)
             The corpus's words and sentences (``corpus_total_words``, ``corpus_count``).
         """
+        _integer("progress_per", progress_per, 1)
+        _check_trim_rule(trim_rule)
         sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
         scanned = scan_counts(sentences, self.max_vocab_size, trim_rule, progress_per, self.workers)
         scanned, self.corpus_count, self.corpus_total_words = self._cluster.merge_vocabulary(
@@ -682,8 +682,8 @@ class Word2Vec:
         FloatingPointError
             Training diverged to NaN or infinity (lower ``alpha``).
         """
-        start_alpha = self.alpha if start_alpha is None else start_alpha
-        end_alpha = self.min_alpha if end_alpha is None else end_alpha
+        start_alpha = _real("start_alpha", self.alpha if start_alpha is None else start_alpha)
+        end_alpha = _real("end_alpha", self.min_alpha if end_alpha is None else end_alpha)
         check_train_call(
             self,
             corpus_iterable,
@@ -694,7 +694,9 @@ class Word2Vec:
             start_alpha,
             end_alpha,
         )
-        self.compute_loss = compute_loss
+        self.compute_loss = _flag("compute_loss", compute_loss)
+        _real("report_delay", report_delay, 0.0)
+        _real("checkpoint_every", checkpoint_every, 0.0)
         if callbacks:
             self.callbacks = _callbacks(callbacks)
         corpus = self._encoded(corpus_iterable, corpus_file)
@@ -1239,6 +1241,11 @@ def _check_type(name: str, value: Any, accepted: str, test: Callable[[Any], bool
     ``test(value)``."""
     if not test(value):
         raise TypeError(f"{name} must be {accepted}, got {value!r:.60} ({type(value).__name__})")
+
+
+def _check_trim_rule(trim_rule: Any) -> None:
+    """Raise ``TypeError`` unless ``trim_rule`` is ``None`` or a callable."""
+    _check_type("trim_rule", trim_rule, "a callable or None", lambda f: f is None or callable(f))
 
 
 CALLBACK_METHODS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
