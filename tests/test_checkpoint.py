@@ -16,7 +16,7 @@ import pytest
 from gensim.models.callbacks import CallbackAny2Vec
 
 import torchw2v
-from torchw2v import persistence, trainer
+from torchw2v import corpus, persistence, trainer
 
 FAST = {"sg": 1, "vector_size": 32, "min_count": 3, "workers": 1, "seed": 5, "device": "cpu"}
 
@@ -62,14 +62,21 @@ def test_resume_trains_only_what_is_left_and_removes_the_checkpoint(small_corpus
     assert resumed.wv.most_similar("city", topn=1)  # trained, finite vectors
 
 
+@pytest.mark.parametrize("source", ["list", "streamed file"])
 @pytest.mark.parametrize("engine", ["torch", "compiled"])
 def test_resumed_run_equals_the_uninterrupted_one_bit_for_bit(
-    small_corpus, tmp_path, monkeypatch, engine
+    small_corpus, tmp_path, monkeypatch, engine, source
 ):
     monkeypatch.setattr(trainer, "CHUNK_WORDS", 4096)  # several chunks an epoch
+    monkeypatch.setattr(corpus, "BLOCK_BYTES", 10_000)  # a file's chunks straddle blocks
     settings = {"engine": engine, "hs": 1}
+    train_on = {"corpus_iterable": small_corpus}
+    if source == "streamed file":
+        text = tmp_path / "corpus.txt"
+        text.write_text("".join(" ".join(s) + "\n" for s in small_corpus), encoding="utf-8")
+        train_on = {"corpus_file": str(text)}
     whole = fresh(small_corpus, **settings)
-    whole.train(small_corpus, total_examples=1, epochs=2)
+    whole.train(**train_on, total_examples=1, epochs=2)
 
     path, write, writes = tmp_path / "ck.npz", persistence.write_model, itertools.count(1)
 
@@ -81,11 +88,11 @@ def test_resumed_run_equals_the_uninterrupted_one_bit_for_bit(
     monkeypatch.setattr(persistence, "write_model", write_then_crash)
     with pytest.raises(KeyboardInterrupt):
         fresh(small_corpus, **settings).train(
-            small_corpus, total_examples=1, epochs=2, checkpoint=path, checkpoint_every=0
+            **train_on, total_examples=1, epochs=2, checkpoint=path, checkpoint_every=0
         )
     monkeypatch.setattr(persistence, "write_model", write)
     resumed = fresh(small_corpus, **settings)
-    resumed.train(small_corpus, total_examples=1, epochs=2, checkpoint=path, checkpoint_every=0)
+    resumed.train(**train_on, total_examples=1, epochs=2, checkpoint=path, checkpoint_every=0)
     for name in ("vectors", "syn1neg", "syn1"):
         ours = resumed.wv.vectors if name == "vectors" else getattr(resumed, name)
         theirs = whole.wv.vectors if name == "vectors" else getattr(whole, name)

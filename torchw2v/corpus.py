@@ -7,9 +7,11 @@ a LineSentence-format path opened through smart-open (local, ``.gz``, ``.bz2``, 
 An iterable is read once: :func:`scan` counts words and records every token as an id in the
 same pass, so training never iterates over it again. A plain local ``corpus_file`` is read by
 the compiled reader (:mod:`torchw2v.corpus_compiled`) on ``workers`` threads instead: counted by
-:func:`scan_counts`, then encoded by :func:`encode` once the vocabulary is final, which keeps
-4 bytes per token rather than the Python path's lists. The encoded corpus is a flat ``int32``
-id array plus ``int64`` sentence offsets (CSR style).
+:func:`scan_counts`, then encoded by :func:`encode` once the vocabulary is final, either held
+(4 bytes per token rather than the Python path's lists) or, for training on one machine,
+streamed: read again block by block every epoch (:class:`StreamedCorpus`), its ids never all
+held. The encoded corpus is a flat ``int32`` id array plus ``int64`` sentence offsets (CSR
+style).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import GeneratorType
@@ -99,9 +102,9 @@ def seekable(path: str) -> bool:
     return "://" not in path and Path(path).suffix.lower() not in get_supported_extensions()
 
 
-def _compiled_ranges(sentences: Iterable, workers: int) -> list[tuple[int, int]] | None:
-    """The byte ranges in which the compiled reader reads ``sentences``, or None if it cannot
-    (not a plain local :class:`CorpusFile`, or the reader unavailable here)."""
+def _compiled_span(sentences: Iterable) -> tuple[int, int] | None:
+    """The byte range ``[start, end)`` in which the compiled reader reads ``sentences``, or
+    None if it cannot (not a plain local :class:`CorpusFile`, or the reader unavailable)."""
     if not (
         isinstance(sentences, CorpusFile)
         and seekable(sentences.path)
@@ -111,7 +114,13 @@ def _compiled_ranges(sentences: Iterable, workers: int) -> list[tuple[int, int]]
         return None
     size = os.path.getsize(sentences.path)
     end = size if sentences.end is None else min(sentences.end, size)
-    return corpus_compiled.split_range(min(sentences.start, end), end, workers)
+    return min(sentences.start, end), end
+
+
+def _compiled_ranges(sentences: Iterable, workers: int) -> list[tuple[int, int]] | None:
+    """:func:`_compiled_span` cut into one byte range per thread, or None."""
+    span = _compiled_span(sentences)
+    return None if span is None else corpus_compiled.split_range(*span, workers)
 
 
 def as_sentences(
@@ -209,6 +218,13 @@ def _check_words(index: dict, ids: array, offsets: array) -> None:
             raise not_a_string(number, at - offsets[number], word)
 
 
+def chunk_bounds(offsets: np.ndarray, chunk_words: int) -> np.ndarray:
+    """Sentence indices that cut the corpus into chunks of about ``chunk_words`` tokens."""
+    marks = np.arange(chunk_words, offsets[-1], chunk_words)
+    cuts = np.searchsorted(offsets, marks)
+    return np.unique(np.concatenate(([0], cuts, [len(offsets) - 1])))
+
+
 @dataclass
 class EncodedCorpus:
     """A corpus as word ids, sentences back to back.
@@ -231,12 +247,159 @@ class EncodedCorpus:
     def sentences(self) -> int:
         return len(self.offsets) - 1
 
+    @property
+    def tokens(self) -> int:
+        """Ids held: the tokens in the vocabulary."""
+        return self.ids.size
+
+    def plan(self, chunk_words: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunks of about ``chunk_words`` tokens: ``(C + 1,)`` sentence bounds (as
+        :func:`chunk_bounds`) and the tokens before each bound."""
+        bounds = chunk_bounds(self.offsets, chunk_words)
+        return bounds, self.offsets[bounds]
+
+    def chunks(self, bounds: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        """Chunk ``c`` (sentences ``bounds[c]:bounds[c + 1]``) for each ``c``: its ids, its
+        offsets from zero, and its first token's position in the corpus."""
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            offsets = self.offsets[first : last + 1]
+            start = int(offsets[0])
+            yield self.ids[start : int(offsets[-1])], offsets - start, start
+
     def remapped(self, remap: np.ndarray) -> EncodedCorpus:
         """Map every id through ``remap`` and drop the tokens mapped (or already set) to -1."""
         ids = np.append(remap.astype(np.int32), np.int32(-1))[self.ids]  # id -1 stays -1
         keep = ids >= 0
         kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
         return EncodedCorpus(ids[keep], kept_before[self.offsets], self.raw_words)
+
+
+BLOCK_BYTES = 8 << 20
+"""A :class:`StreamedCorpus` encodes its file this many bytes at a time."""
+
+
+class StreamedCorpus:
+    """A plain local corpus file as word ids, encoded again block by block on every pass.
+
+    No ids outlive a pass: at most two blocks of ids (the next one is encoded in a helper
+    thread while the current one trains) plus the part of a chunk carried across a block
+    boundary are held, about ``4 * 2 * BLOCK_BYTES / bytes per token`` bytes whatever the
+    length of the file. Its chunks are exactly those :class:`EncodedCorpus` cuts from the
+    same file, so training on either is the same. Build it with :func:`encode`.
+
+    Parameters
+    ----------
+    path : str
+        A plain local file.
+    index : corpus_compiled.WordIndex
+        The vocabulary.
+    span : (int, int)
+        The byte range whose lines are read.
+    workers : int
+        Threads encoding each block.
+    chunk_words : int
+        The chunk size of the plan worked out while counting (:meth:`plan`).
+
+    Attributes
+    ----------
+    tokens, sentences, raw_words : int
+        Tokens in the vocabulary, sentences (lines) and tokens read, counted by a first pass.
+
+    Raises
+    ------
+    ValueError
+        A line of the file is not UTF-8 (the error the Python reader raises).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        index: corpus_compiled.WordIndex,
+        span: tuple[int, int],
+        workers: int,
+        chunk_words: int,
+    ):
+        self.path, self.index, self.workers = path, index, workers
+        self.blocks = [
+            (begin, min(begin + BLOCK_BYTES, span[1]))
+            for begin in range(span[0], span[1], BLOCK_BYTES)
+        ]
+        self._plans = {chunk_words: self._survey(chunk_words)}
+
+    def plan(self, chunk_words: int) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`EncodedCorpus.plan` (a pass over the file for a new ``chunk_words``)."""
+        if chunk_words not in self._plans:
+            self._plans[chunk_words] = self._survey(chunk_words)
+        return self._plans[chunk_words]
+
+    def _survey(self, chunk_words: int) -> tuple[np.ndarray, np.ndarray]:
+        """Count the corpus and find :func:`chunk_bounds` block by block, holding no ids."""
+        cuts, done, marks = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], [np.zeros(1)]
+        tokens = sentences = raw_words = 0
+        next_mark = chunk_words
+        for _, offsets, raw in self._encoded_blocks():
+            reached = offsets + tokens  # corpus positions of the block's sentence bounds
+            marks.append(np.arange(next_mark, reached[-1] + 1, chunk_words))
+            next_mark += marks[-1].size * chunk_words
+            at = np.searchsorted(reached, marks[-1])  # the first sentence at or past a mark
+            cuts.append(at + sentences)
+            done.append(reached[at])
+            tokens, sentences = int(reached[-1]), sentences + offsets.size - 1
+            raw_words += raw
+        self.tokens, self.sentences, self.raw_words = tokens, sentences, raw_words
+        marks.append(np.zeros(1))  # the end, kept below like the start
+        cuts.append(np.array([sentences]))
+        done.append(np.array([tokens]))
+        keep = np.concatenate(marks) < max(tokens, 1)
+        bounds, first = np.unique(np.concatenate(cuts)[keep], return_index=True)
+        return bounds, np.concatenate(done)[keep][first]
+
+    def chunks(self, bounds: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        """As :meth:`EncodedCorpus.chunks`, reading the file once.
+
+        Raises
+        ------
+        RuntimeError
+            The file no longer holds the sentences of ``bounds``.
+        """
+        ids, offsets = np.zeros(0, np.int32), np.zeros(1, np.int64)  # sentences carried over
+        first_sentence = first_token = 0  # corpus positions of the carried sentences
+        reached = 1  # bounds[:reached] are done
+        for block_ids, block_offsets, _ in self._encoded_blocks():
+            ids = np.concatenate((ids, block_ids))
+            offsets = np.concatenate((offsets[:-1], block_offsets + offsets[-1]))
+            held_end = first_sentence + offsets.size - 1  # past the last sentence held
+            ends = bounds[reached : np.searchsorted(bounds, held_end, "right")]
+            cut = 0
+            for end in ends - first_sentence:
+                lo, hi = offsets[cut], offsets[end]
+                yield ids[lo:hi], offsets[cut : end + 1] - lo, first_token + int(lo)
+                cut = end
+            reached += ends.size
+            lo = offsets[cut]
+            ids, offsets = ids[lo:], offsets[cut:] - lo
+            first_sentence, first_token = first_sentence + int(cut), first_token + int(lo)
+        if reached != len(bounds):
+            raise RuntimeError(f"corpus_file {self.path!r} changed while it was trained on")
+
+    def _encoded_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        """Each block's ids, offsets from zero and raw tokens; the next encoded meanwhile."""
+        with ThreadPoolExecutor(1, thread_name_prefix="torchw2v reader") as reader:
+            ahead = None
+            for block in [*self.blocks, None]:
+                following = None if block is None else reader.submit(self._encode, block)
+                if ahead is not None:
+                    yield ahead.result()
+                ahead = following
+
+    def _encode(self, block: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+        ranges = corpus_compiled.split_range(*block, self.workers)
+        ids, offsets, _, raw_words, bad_line = corpus_compiled.encode_words(
+            self.path, ranges, self.index, self.workers, report=False
+        )
+        if bad_line >= 0:
+            _raise_not_utf8(self.path, bad_line)
+        return ids, offsets, raw_words
 
 
 @dataclass
@@ -392,21 +555,29 @@ def _prune(
 
 
 def encode(
-    sentences: Iterable[list[str]], key_to_index: Mapping[str, int], workers: int = 1
-) -> EncodedCorpus:
+    sentences: Iterable[list[str]],
+    key_to_index: Mapping[str, int],
+    workers: int = 1,
+    chunk_words: int | None = None,
+) -> EncodedCorpus | StreamedCorpus:
     """Encode a corpus with an existing vocabulary, dropping unknown words.
 
     A plain local :class:`CorpusFile` is read by the compiled reader on ``workers`` threads
-    when the ids of ``key_to_index`` are ``0, 1, ...`` in its order (as ``wv.key_to_index``).
+    when the ids of ``key_to_index`` are ``0, 1, ...`` in its order (as ``wv.key_to_index``);
+    with ``chunk_words`` it is then not held but streamed (:class:`StreamedCorpus`, planned
+    for chunks of that many tokens).
 
     Raises
     ------
     ValueError
         A line of the file is not UTF-8 (the error the Python reader raises).
     """
-    ranges = _compiled_ranges(sentences, workers)
-    if ranges is not None and _dense(key_to_index):
+    span = _compiled_span(sentences)
+    if span is not None and _dense(key_to_index):
         index = corpus_compiled.WordIndex(key_to_index)
+        if chunk_words:
+            return StreamedCorpus(sentences.path, index, span, workers, chunk_words)
+        ranges = corpus_compiled.split_range(*span, workers)
         ids, offsets, _, raw_words, bad_line = corpus_compiled.encode_words(
             sentences.path, ranges, index, workers
         )

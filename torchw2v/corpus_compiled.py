@@ -190,9 +190,15 @@ class WordIndex:
 
 
 def encode_words(
-    path: str, ranges: list[tuple[int, int]], index: WordIndex, workers: int
+    path: str,
+    ranges: list[tuple[int, int]],
+    index: WordIndex,
+    workers: int,
+    report: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, int, int, int]:
     """The tokens of the lines starting in ``ranges`` of a local file as vocabulary ids.
+
+    With ``report=False`` (a block of a longer read) no progress is shown or logged.
 
     Returns
     -------
@@ -202,21 +208,28 @@ def encode_words(
         offset of the first line that is not UTF-8 or -1 (as :class:`FileCounts`).
     """
     starts, ends = _bounds(ranges)
-    ids, offsets, totals = _run_reporting(
-        lambda control: torch.ops.torchw2v.encode_words(
+
+    def run(control: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return torch.ops.torchw2v.encode_words(
             path, starts, ends, index.words, index.index, workers, control
-        ),
-        workers,
-        sum(end - start for start, end in ranges),
-        "reading corpus",
-        None,
-    )
+        )
+
+    if report:
+        total_bytes = sum(end - start for start, end in ranges)
+        ids, offsets, totals = _run_reporting(run, workers, total_bytes, "reading corpus", None)
+    else:
+        ids, offsets, totals = run(_control(workers))
     lines, tokens, bad_line = totals.tolist()
     return ids.numpy(), offsets.numpy(), lines, tokens, bad_line
 
 
 def _bounds(ranges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return [int(start) for start, _ in ranges], [int(end) for _, end in ranges]
+
+
+def _control(workers: int) -> torch.Tensor:
+    """The tensor through which the ops publish progress and are asked to stop."""
+    return torch.zeros(1 + 3 * workers, dtype=torch.int64)
 
 
 def _decode_words(data: torch.Tensor) -> list[str]:
@@ -240,7 +253,7 @@ def _run_reporting(
 
     An interrupt (Ctrl-C) asks the op's threads to stop, waits for them, and is re-raised.
     """
-    control = torch.zeros(1 + 3 * workers, dtype=torch.int64)
+    control = _control(workers)
     outcome: list = []
 
     def target() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .corpus import EncodedCorpus
+from .corpus import EncodedCorpus, StreamedCorpus
 from .engines import ChunkStats, Engine
 
 logger = logging.getLogger(__name__)
@@ -75,13 +75,6 @@ class ChunkPlan:
     progress: np.ndarray
 
 
-def chunk_bounds(offsets: np.ndarray, chunk_words: int) -> np.ndarray:
-    """Sentence indices that cut the corpus into chunks of about ``chunk_words`` tokens."""
-    marks = np.arange(chunk_words, offsets[-1], chunk_words)
-    cuts = np.searchsorted(offsets, marks)
-    return np.unique(np.concatenate(([0], cuts, [len(offsets) - 1])))
-
-
 class Trainer:
     """Runs epochs of one engine over one encoded corpus.
 
@@ -89,10 +82,10 @@ class Trainer:
     ----------
     engine : Engine
         Applies the update to the weight tensors.
-    corpus : EncodedCorpus
-        The training corpus as ids.
+    corpus : EncodedCorpus or StreamedCorpus
+        The training corpus as ids, held or read again each epoch.
     device : torch.device
-        Where the engine's tensors live; the corpus is moved there once.
+        Where the engine's tensors live; each chunk's ids are moved there.
     chunk_words : int, optional
         Tokens handed to the engine per call (default ``CHUNK_WORDS``); sets how often
         progress, rates and checkpoints update.
@@ -107,7 +100,7 @@ class Trainer:
     def __init__(
         self,
         engine: Engine,
-        corpus: EncodedCorpus,
+        corpus: EncodedCorpus | StreamedCorpus,
         device: torch.device,
         chunk_words: int | None = None,
         plan: ChunkPlan | None = None,
@@ -115,12 +108,10 @@ class Trainer:
     ):
         self.engine = engine
         self.show_loss = show_loss
-        self.corpus = corpus
-        self.ids = torch.from_numpy(corpus.ids).to(device)
-        self.offsets = torch.from_numpy(corpus.offsets)
+        self.corpus, self.device = corpus, device
         if plan is None:
-            bounds = chunk_bounds(corpus.offsets, chunk_words or CHUNK_WORDS)
-            plan = ChunkPlan(bounds, corpus.offsets[bounds] / max(corpus.ids.size, 1))
+            bounds, done = corpus.plan(chunk_words or CHUNK_WORDS)
+            plan = ChunkPlan(bounds, done / max(corpus.tokens, 1))
         self.bounds, self.progress = plan.bounds, plan.progress
 
     @property
@@ -130,10 +121,8 @@ class Trainer:
 
     def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """Each chunk's ids, offsets from zero, and its first token's position in the corpus."""
-        for first, last in zip(self.bounds[:-1], self.bounds[1:]):
-            offsets = self.offsets[first : last + 1]
-            start = int(offsets[0])
-            yield self.ids[start : int(offsets[-1])], offsets - start, start
+        for ids, offsets, start in self.corpus.chunks(self.bounds):
+            yield torch.from_numpy(ids).to(self.device), torch.from_numpy(offsets), start
 
     def run(
         self,
@@ -147,7 +136,7 @@ class Trainer:
         """Train all epochs from ``start`` (default: the beginning); call the hooks around
         each epoch, and ``on_chunk_end`` with the position after each chunk."""
         start = start or Position()
-        total = max(self.corpus.ids.size, 1)
+        total = max(self.corpus.tokens, 1)
         reports = []
         with tqdm(
             total=total * schedule.epochs,

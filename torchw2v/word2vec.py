@@ -31,7 +31,8 @@ from gensim.models.word2vec import _assign_binary_codes
 from gensim.utils import call_on_class_only
 
 from . import persistence, safe_pickle
-from .corpus import EncodedCorpus, ScannedCorpus, as_sentences, encode, scan_counts
+from . import trainer as training
+from .corpus import EncodedCorpus, ScannedCorpus, StreamedCorpus, as_sentences, encode, scan_counts
 from .distributed import Cluster, SyncPolicy, chain
 from .engines import (
     ENGINES,
@@ -128,7 +129,8 @@ class Word2Vec:
         A LineSentence-format file (one sentence per line, tokens split on whitespace),
         read through smart-open: ``.gz``, ``.bz2`` and remote URIs work. A plain local file
         is read by compiled code on ``workers`` threads (tokens exactly as ``str.split()``
-        makes them); ``TORCHW2V_DISABLE_COMPILED=1`` reads it in Python.
+        makes them), again every epoch, so that its ids are never all held;
+        ``TORCHW2V_DISABLE_COMPILED=1`` reads it in Python.
     vector_size : int
         Dimensionality of the word vectors.
     alpha : float
@@ -378,8 +380,8 @@ class Word2Vec:
 
         An iterable corpus is read once; its encoded form is kept so that ``train`` on the
         same corpus does not read it again. A plain local ``corpus_file`` is counted by the
-        compiled reader on ``workers`` threads, and ``train`` reads it again the same way,
-        which keeps 4 bytes per token in memory.
+        compiled reader on ``workers`` threads, and ``train`` reads it again the same way
+        every epoch, a block at a time: memory does not grow with the length of the file.
 
         Parameters
         ----------
@@ -700,7 +702,7 @@ class Word2Vec:
         if callbacks:
             self.callbacks = _callbacks(callbacks)
         corpus = self._encoded(corpus_iterable, corpus_file)
-        if not corpus.ids.size:
+        if not corpus.tokens:
             raise ValueError("no word of the training corpus is in the vocabulary")
 
         schedule = Schedule(epochs, start_alpha, end_alpha)
@@ -797,7 +799,7 @@ class Word2Vec:
         return engine
 
     def _resume(
-        self, path: str | Path, schedule: Schedule, corpus: EncodedCorpus
+        self, path: str | Path, schedule: Schedule, corpus: EncodedCorpus | StreamedCorpus
     ) -> Position | None:
         """Load the weights and position of a checkpoint at ``path``, if there is one."""
         if not persistence.exists(path):
@@ -823,14 +825,16 @@ class Word2Vec:
 
     def _encoded(
         self, corpus_iterable: Iterable[list[str]] | None, corpus_file: str | Path | None
-    ) -> EncodedCorpus:
-        """The corpus as ids: the one ``build_vocab`` read if it is the same, else read now."""
+    ) -> EncodedCorpus | StreamedCorpus:
+        """The corpus as ids: the one ``build_vocab`` read if it is the same, else read now
+        (a plain local file on one machine is streamed, its ids never all held)."""
         if self._cache is not None and _same_source(
             self._cache[0], _source_key(corpus_iterable, corpus_file)
         ):
             return self._cache[1]
         sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
-        return encode(sentences, self.wv.key_to_index, self.workers)
+        chunk_words = training.CHUNK_WORDS if self._cluster.world == 1 else None
+        return encode(sentences, self.wv.key_to_index, self.workers, chunk_words)
 
     def _sampling_tables(self) -> SamplingTables:
         """Subsampling thresholds, negative table and Huffman paths on the training device."""
@@ -1121,13 +1125,15 @@ class Word2Vec:
         )
 
 
-def _checkpoint_key(model: Word2Vec, schedule: Schedule, corpus: EncodedCorpus) -> dict:
+def _checkpoint_key(
+    model: Word2Vec, schedule: Schedule, corpus: EncodedCorpus | StreamedCorpus
+) -> dict:
     """What must match for a checkpoint to belong to this training run."""
     return {
         "settings": {name: getattr(model, name) for name in SETTINGS},
         "train_count": model.train_count,
         "schedule": [schedule.epochs, schedule.start_alpha, schedule.end_alpha],
-        "corpus": [int(corpus.ids.size), int(corpus.offsets.size)],
+        "corpus": [int(corpus.tokens), int(corpus.sentences + 1)],
     }
 
 
@@ -1140,7 +1146,7 @@ class _Checkpointer:
         path: str | Path,
         every: float,
         schedule: Schedule,
-        corpus: EncodedCorpus,
+        corpus: EncodedCorpus | StreamedCorpus,
     ):
         self.model, self.path, self.every = model, path, every
         self.key = _checkpoint_key(model, schedule, corpus)
