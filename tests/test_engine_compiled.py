@@ -330,6 +330,7 @@ def start_vectors(vocab, dim, mode):
         (Mode(3), 10, 3, True, 1),  # d not a multiple of the SIMD width: exercises the tail
         (Mode(5), 16, 2, False, 1),
         (Mode(12), 8, 4, True, 1),  # 13 targets: the generic (non-specialised) kernel
+        (Mode(16), 13, 3, True, 1),  # 17 targets: whole and partial generic blocks, d tails
         (Mode(2), 13, 12, False, 1),  # more contexts than the fixed update kernel takes
         (Mode(4), 21, 2, True, 1),  # 8-lane blocks (on AVX), a 4-lane block and a scalar column
         (Mode(1), 12, 5, True, 3),  # three parts, replayed one after the other

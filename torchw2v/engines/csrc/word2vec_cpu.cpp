@@ -58,6 +58,7 @@
 #include <limits>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -165,6 +166,12 @@ constexpr int kLanes = 8;
 #else
 constexpr int kLanes = 4;
 #endif
+// SIMD registers the kernels may keep values in: AVX-512 has 32 (for 256-bit vectors too).
+#if defined(__AVX512VL__)
+constexpr int kVecRegisters = 32;
+#else
+constexpr int kVecRegisters = 16;
+#endif
 // Numbers of targets (1 + negative) with a kernel specialised at compile time; others
 // take the generic path.
 constexpr int64_t kMaxFixedTargets = 11;
@@ -184,8 +191,8 @@ inline vec<L> vzero() {
   return vec<L>{};
 }
 template <int L>
-inline vec<L> vset(float x) {
-  return vec<L>{} + x;
+inline vec<L> vset(float x) {  // x - 0 is x, even -0: a broadcast (x + 0 would be an add)
+  return x - vec<L>{};
 }
 #else
 template <int L>
@@ -221,11 +228,17 @@ inline vec<L> vset(float x) {
 #define TORCHW2V_NOINLINE
 #endif
 
+// The sum of v's lanes as a tree: half plus half, down to two lanes.
 template <int L>
 inline float vsum(vec<L> v) {
-  float s = 0.0f;
-  for (int l = 0; l < L; ++l) s += v[l];
-  return s;
+  if constexpr (L == 2) {
+    return v[0] + v[1];
+  } else {
+    vec<L / 2> lo, hi;
+    std::memcpy(&lo, &v, sizeof lo);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+    return vsum<L / 2>(lo + hi);
+  }
 }
 template <int L>
 inline vec<L> vload(const float* p) {
@@ -238,15 +251,15 @@ inline void vstore(float* p, vec<L> v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// scores[c * NT + t] (+)= the part of <x_c, o_t> over columns [k0, k1), a multiple of L
+// scores[c * stride + t] (+)= the part of <x_c, o_t> over columns [k0, k1), a multiple of L
 // apart. Two contexts at a time when their 2 * NT accumulators fit in registers: each
 // output block loaded then serves both.
 template <int NT, int L>
 void scores_range(float* const* x, int64_t nc, float* const* o, int64_t k0, int64_t k1,
-                  float* scores, bool add) {
+                  float* scores, int64_t stride, bool add) {
   using V = vec<L>;
   int64_t c = 0;
-  if constexpr (2 * NT + 3 <= 16) {
+  if constexpr (2 * NT + 3 <= kVecRegisters) {
     for (; c + 2 <= nc; c += 2) {
       const float* x0 = x[c];
       const float* x1 = x[c + 1];
@@ -260,9 +273,11 @@ void scores_range(float* const* x, int64_t nc, float* const* o, int64_t k0, int6
           acc1[t] += xv1 * ov;
         }
       }
+      float* s0 = scores + c * stride;
+      float* s1 = s0 + stride;
       for (int t = 0; t < NT; ++t) {
-        scores[c * NT + t] = (add ? scores[c * NT + t] : 0.0f) + vsum<L>(acc0[t]);
-        scores[(c + 1) * NT + t] = (add ? scores[(c + 1) * NT + t] : 0.0f) + vsum<L>(acc1[t]);
+        s0[t] = (add ? s0[t] : 0.0f) + vsum<L>(acc0[t]);
+        s1[t] = (add ? s1[t] : 0.0f) + vsum<L>(acc1[t]);
       }
     }
   }
@@ -274,26 +289,33 @@ void scores_range(float* const* x, int64_t nc, float* const* o, int64_t k0, int6
       const V xv = vload<L>(xc + k);
       for (int t = 0; t < NT; ++t) acc[t] += xv * vload<L>(o[t] + k);
     }
-    for (int t = 0; t < NT; ++t)
-      scores[c * NT + t] = (add ? scores[c * NT + t] : 0.0f) + vsum<L>(acc[t]);
+    float* sc = scores + c * stride;
+    for (int t = 0; t < NT; ++t) sc[t] = (add ? sc[t] : 0.0f) + vsum<L>(acc[t]);
   }
 }
 
-// scores[c * NT + t] = <x_c, o_t> for every context c and target t.
+// scores[c * stride + t] = <x_c, o_t> for every context c and target t < NT.
 template <int NT>
-void scores_fixed(float* const* x, int64_t nc, float* const* o, int64_t d, float* scores) {
+void scores_block(float* const* x, int64_t nc, float* const* o, int64_t d, float* scores,
+                  int64_t stride) {
   const int64_t full = d - d % kLanes;
-  scores_range<NT, kLanes>(x, nc, o, 0, full, scores, false);
+  scores_range<NT, kLanes>(x, nc, o, 0, full, scores, stride, false);
   int64_t k = full;
   if constexpr (kLanes > 4) {
     if (d - k >= 4) {
-      scores_range<NT, 4>(x, nc, o, k, k + 4, scores, true);
+      scores_range<NT, 4>(x, nc, o, k, k + 4, scores, stride, true);
       k += 4;
     }
   }
   for (; k < d; ++k)
     for (int64_t c = 0; c < nc; ++c)
-      for (int t = 0; t < NT; ++t) scores[c * NT + t] += x[c][k] * o[t][k];
+      for (int t = 0; t < NT; ++t) scores[c * stride + t] += x[c][k] * o[t][k];
+}
+
+// scores[c * NT + t] = <x_c, o_t> for every context c and target t.
+template <int NT>
+void scores_fixed(float* const* x, int64_t nc, float* const* o, int64_t d, float* scores) {
+  scores_block<NT>(x, nc, o, d, scores, NT);
 }
 
 // Columns [k0, k1) of the update, one column at a time (the last few columns).
@@ -372,43 +394,26 @@ void update_fixed(float* const* x, int64_t nc, float* const* o, int64_t d, const
 
 // The generic kernels, for any number of targets (HS paths are long) and of contexts. The
 // targets go kTargetBlock at a time, their values in registers, like the fixed kernels' NT.
-constexpr int kTargetBlock = 6;
+constexpr int kTargetBlock = kVecRegisters >= 32 ? 12 : 6;
 
-// out[i] = <x, o[i]> for the TB targets o[0..TB).
-template <int TB>
-void scores_block(const float* x, float* const* o, int64_t d, float* out) {
-  using V = vec<kLanes>;
-  V acc[TB];
-  for (int i = 0; i < TB; ++i) acc[i] = vzero<kLanes>();
-  int64_t k = 0;
-  for (; k + kLanes <= d; k += kLanes) {
-    const V xv = vload<kLanes>(x + k);
-    for (int i = 0; i < TB; ++i) acc[i] += xv * vload<kLanes>(o[i] + k);
-  }
-  for (int i = 0; i < TB; ++i) {
-    float s = vsum<kLanes>(acc[i]);
-    for (int64_t q = k; q < d; ++q) s += x[q] * o[i][q];
-    out[i] = s;
+// f(std::integral_constant<int, R>{}) for R = r, given 1 <= r < TB: the last, partial block.
+template <int TB, class F>
+inline void with_block_size(int64_t r, F&& f) {
+  if constexpr (TB > 1) {
+    if (r == TB - 1) f(std::integral_constant<int, TB - 1>{});
+    else with_block_size<TB - 1>(r, f);
   }
 }
 
 // scores[c * nt + t] = <x_c, o_t> for every context c and target t.
 void scores_generic(float* const* x, int64_t nc, float* const* o, int64_t nt, int64_t d,
                     float* scores) {
-  for (int64_t c = 0; c < nc; ++c) {
-    float* sc = scores + c * nt;
-    int64_t t = 0;
-    for (; t + kTargetBlock <= nt; t += kTargetBlock)
-      scores_block<kTargetBlock>(x[c], o + t, d, sc + t);
-    switch (nt - t) {  // the last 1 to kTargetBlock - 1 targets
-      case 5: scores_block<5>(x[c], o + t, d, sc + t); break;
-      case 4: scores_block<4>(x[c], o + t, d, sc + t); break;
-      case 3: scores_block<3>(x[c], o + t, d, sc + t); break;
-      case 2: scores_block<2>(x[c], o + t, d, sc + t); break;
-      case 1: scores_block<1>(x[c], o + t, d, sc + t); break;
-      default: break;
-    }
-  }
+  int64_t t = 0;
+  for (; t + kTargetBlock <= nt; t += kTargetBlock)
+    scores_block<kTargetBlock>(x, nc, o + t, d, scores + t, nt);
+  with_block_size<kTargetBlock>(nt - t, [&](auto tb) {
+    scores_block<decltype(tb)::value>(x, nc, o + t, d, scores + t, nt);
+  });
 }
 
 // Targets [t0, t0 + TB) of one block of L columns at k: dx_c += sum_t g[c,t] o_t (dx: nc
@@ -447,14 +452,9 @@ void update_range_generic(float* const* x, int64_t nc, float* const* o, int64_t 
     int64_t t = 0;
     for (; t + kTargetBlock <= nt; t += kTargetBlock)
       update_block<kTargetBlock, L>(x, nc, o, nt, t, k, g, dx, dov);
-    switch (nt - t) {
-      case 5: update_block<5, L>(x, nc, o, nt, t, k, g, dx, dov); break;
-      case 4: update_block<4, L>(x, nc, o, nt, t, k, g, dx, dov); break;
-      case 3: update_block<3, L>(x, nc, o, nt, t, k, g, dx, dov); break;
-      case 2: update_block<2, L>(x, nc, o, nt, t, k, g, dx, dov); break;
-      case 1: update_block<1, L>(x, nc, o, nt, t, k, g, dx, dov); break;
-      default: break;
-    }
+    with_block_size<kTargetBlock>(nt - t, [&](auto tb) {
+      update_block<decltype(tb)::value, L>(x, nc, o, nt, t, k, g, dx, dov);
+    });
     for (int64_t c = 0; c < nc; ++c)
       vstore<L>(x[c] + k, vload<L>(x[c] + k) + vload<L>(dx + c * L));
     for (int64_t q = 0; q < nt; ++q)
@@ -556,6 +556,13 @@ inline void prefetch_row(const float* row, int64_t d) {
   (void)row;
   (void)d;
 #endif
+}
+
+// The syn1 rows of word w's Huffman path.
+inline void prefetch_path(const Problem& p, int64_t w) {
+  const int32_t* point = p.points + w * p.depth;
+  for (int64_t l = 0; l < p.lengths[w]; ++l)
+    prefetch_row(p.syn1 + int64_t(point[l]) * p.dim, p.dim);
 }
 
 // How many centers ahead the rows of a center are prefetched.
@@ -801,6 +808,7 @@ void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_l
         const int64_t a = i + kPrefetchAhead;
         if (K > 0) prefetch_row(p.syn1neg + int64_t(kept[a]) * d, d);
         for (int64_t k = 0; k < K; ++k) prefetch_row(p.syn1neg + negs[a * K + k] * d, d);
+        if (p.hs) prefetch_path(p, kept[a]);
         const int64_t j = a + reach[a];
         if (j < n) prefetch_row(p.syn0 + int64_t(kept[j]) * d, d);
       }
