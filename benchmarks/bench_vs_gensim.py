@@ -3,8 +3,8 @@
 The corpus slice is written decompressed to a temporary file once; each library builds its
 vocabulary from it and trains on it (gensim in its fast ``corpus_file`` mode) in a child process
 of its own, so that peak RSS is per library. Vocabulary building and training are timed apart.
-Before timing, torchw2v trains a tiny warm-up model so that one-time costs (building the compiled
-op on a fresh install) are not counted.
+Before timing, torchw2v trains a tiny warm-up model from a file so that one-time costs (building
+the compiled training op and corpus reader on a fresh install) are not counted.
 
 Examples
 --------
@@ -139,7 +139,11 @@ def word2vec_class(library: str, settings: dict[str, Any]) -> type:
 
     from torchw2v import Word2Vec
 
-    Word2Vec(common_texts, **{**settings, "min_count": 1, "epochs": 1})
+    # corpus_file warms the compiled corpus reader as well as the training op
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as tiny:
+        tiny.write("".join(" ".join(words) + "\n" for words in common_texts))
+        tiny.flush()
+        Word2Vec(corpus_file=tiny.name, **{**settings, "min_count": 1, "epochs": 1})
     return Word2Vec
 
 
