@@ -14,7 +14,8 @@ from gensim.models import Word2Vec as GensimWord2Vec
 
 from torchw2v.engines import torch_engine
 from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
-from torchw2v.engines.torch_engine import UINT32_RANGE, TorchEngine
+from torchw2v.engines.batches import UINT32_RANGE
+from torchw2v.engines.torch_engine import TorchEngine
 
 KEEP_ALL = 2**32  # subsampling keeps a word when a uniform uint32 is below its threshold
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -23,9 +23,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from . import batches
 from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed, divergence_error
 
-UINT32_RANGE = 2**32
 # Updates within a batch are computed from the same (stale) vectors and summed. A frequent
 # word occurs many times per batch, so a large batch overshoots where sequential SGD would
 # saturate: on wiki1m, 4096 centers diverge at alpha=0.025 and 1024 match gensim's quality.
@@ -113,7 +113,9 @@ class TorchEngine:
     ) -> ChunkStats:
         self.generator.manual_seed(chunk_seed(self.config.seed, self.calls) % 2**64)
         self.calls += 1
-        words, starts, ends = self._subsample(ids, offsets)
+        words, starts, ends = batches.subsample(
+            ids, offsets, self.tables.sample_int, self.generator
+        )
         n = words.numel()
         if n == 0:
             return ChunkStats()
@@ -146,24 +148,6 @@ class TorchEngine:
         scores = contexts * targets if self.config.sg else targets
         per_center = max(max(contexts, targets) * self.syn0.shape[1], scores)
         return max(1, min(self.batch_centers, BATCH_FLOATS // per_center))
-
-    def _subsample(
-        self, ids: torch.Tensor, offsets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Drop frequent words; return kept ids and the bounds of each one's sentence.
-
-        Windows then run over the kept words only, as in gensim and word2vec.c.
-        """
-        device = self.syn0.device
-        ids = ids.to(device, torch.int64)
-        offsets = offsets.to(device)
-        r = torch.randint(UINT32_RANGE, ids.shape, generator=self.generator, device=device)
-        keep = r < self.tables.sample_int[ids]  # (N,)
-        sentence = torch.repeat_interleave(
-            torch.arange(len(offsets) - 1, device=device), offsets.diff()
-        )[keep]  # (M,)
-        kept_offsets = F.pad(torch.bincount(sentence, minlength=len(offsets) - 1).cumsum(0), (1, 0))
-        return ids[keep], kept_offsets[sentence], kept_offsets[sentence + 1]
 
     def _train_centers(
         self,
@@ -214,12 +198,10 @@ class TorchEngine:
         A context lies within the center's (reduced) window and sentence, the center excluded;
         ``window_offsets`` are the ``2W`` offsets from the center to look at.
         """
-        cfg, gen = self.config, self.generator
-        radius = cfg.window
-        if cfg.shrink_windows:
-            radius = cfg.window - torch.randint(
-                cfg.window, (centers.numel(), 1), generator=gen, device=gen.device
-            )
+        cfg = self.config
+        radius = batches.reduced_windows(
+            centers.numel(), cfg.window, cfg.shrink_windows, self.generator
+        )[:, None]  # (B, 1)
         context = centers[:, None] + window_offsets  # (B, 2W) positions
         valid = (
             (window_offsets.abs() <= radius)
@@ -230,27 +212,26 @@ class TorchEngine:
 
     def _targets(self, center_ids: torch.Tensor) -> list[Targets]:
         """The output rows that predict each center word ``(B,)``, per objective."""
-        targets = []
-        if self.config.hs:  # the inner nodes on the center's Huffman path
+        cfg, targets = self.config, []
+        if cfg.hs:  # the inner nodes on the center's Huffman path
             rows = self.tables.points[center_ids]  # (B, L)
             labels = self.hs_labels[center_ids][:, None, :]  # (B, 1, L)
             mask = self.path_steps < self.tables.lengths[center_ids, None]  # (B, L)
             targets.append(Targets(self.syn1, rows, labels, mask))
-        if self.config.negative:  # the center word, then K negatives
-            rows = torch.cat([center_ids[:, None], self._negatives(center_ids.numel())], 1)
+        if cfg.negative:  # the center word, then K negatives
+            drawn = batches.negatives(
+                center_ids.numel(),
+                cfg.negative,
+                self.tables.cum_table,
+                self.table_end,
+                self.generator,
+            )  # (B, K)
+            rows = torch.cat([center_ids[:, None], drawn], 1)
             # gensim skips a negative that happens to be the center word itself
             mask = rows != center_ids[:, None]  # (B, K+1)
             mask[:, 0] = True
             targets.append(Targets(self.syn1neg, rows, self.ns_labels, mask))
         return targets
-
-    def _negatives(self, b: int) -> torch.Tensor:
-        """``(b, K)`` words drawn from the unigram^ns_exponent distribution."""
-        gen = self.generator
-        draws = torch.randint(
-            self.table_end, (b, self.config.negative), generator=gen, device=gen.device
-        )
-        return torch.searchsorted(self.tables.cum_table, draws)
 
     def _predict(
         self, inputs: torch.Tensor, active: torch.Tensor, targets: Targets, alpha: float

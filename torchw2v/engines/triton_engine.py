@@ -72,10 +72,10 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from . import batches
 from .base import (
     ChunkStats,
     EngineConfig,
@@ -88,7 +88,6 @@ from .base import (
 )
 from .torch_engine import default_batch_centers
 
-UINT32_RANGE = 2**32
 MAX_EXP = 6.0
 """word2vec.c's MAX_EXP: above it the sigmoid is 1, below its negative 0."""
 # Launch defaults, chosen from the compiled kernel's resources (sm_90, Triton 3.9, d=100,
@@ -613,66 +612,19 @@ def prepare_chunk(
     config: EngineConfig,
     generator: torch.Generator,
 ) -> PreparedChunk:
-    """Subsample a chunk and draw its windows and negatives, on the tables' device.
+    """Subsample a chunk and draw its windows and negatives (:mod:`.batches`), on the tables'
+    device, for the whole chunk at once.
 
-    Parameters
-    ----------
-    ids : torch.Tensor
-        ``(N,)`` int32 or int64 vocabulary ids, sentences back to back.
-    offsets : torch.Tensor
-        ``(S + 1,)`` int64 sentence boundaries, from 0 to N (validated by :func:`check_chunk`).
-    tables : SamplingTables
-        ``sample_int`` and ``cum_table``, ``(V,)`` int64 on the device.
-    config : EngineConfig
-        ``window``, ``negative`` (0: no negatives are drawn) and ``shrink_windows``.
-    generator : torch.Generator
-        The random stream, on the device.
-
-    Returns
-    -------
-    PreparedChunk
-        Kept words with their sentence bounds, windows and negatives, all int32.
+    ``offsets`` are validated by :func:`check_chunk`; ``tables`` hold ``sample_int`` and
+    ``cum_table`` on the device; ``generator`` is the chunk's random stream there. Returns the
+    kernel's inputs, all int32.
     """
-    device = tables.sample_int.device
-    ids = ids.to(device, torch.int64)
-    n, s = ids.numel(), offsets.numel() - 1
-    # subsampling: keep a token when a uniform uint32 is below its word's threshold
-    r = torch.randint(UINT32_RANGE, (n,), generator=generator, device=device)  # (N,)
-    keep = r < tables.sample_int[ids]  # (N,)
-    lengths = offsets.to(device).diff()  # (S,)
-    sentence = torch.repeat_interleave(torch.arange(s, device=device), lengths, output_size=n)
-    kept = keep.nonzero().squeeze(1)  # (M,) positions of the kept tokens
-    sentence = sentence[kept]  # (M,) sentence of each kept token
-    kept_offsets = F.pad(torch.bincount(sentence, minlength=s).cumsum(0), (1, 0))  # (S + 1,)
-    words = ids[kept].to(torch.int32)  # (M,)
-    m = words.numel()
-    # reduced windows: b uniform in 0..window-1, the window is window - b
-    if config.shrink_windows:
-        shrink = torch.randint(config.window, (m,), generator=generator, device=device)
-        reach = (config.window - shrink).to(torch.int32)  # (M,)
-    else:
-        reach = torch.full((m,), config.window, dtype=torch.int32, device=device)
-    return PreparedChunk(
-        words=words,
-        starts=kept_offsets[sentence].to(torch.int32),
-        ends=kept_offsets[sentence + 1].to(torch.int32),
-        reach=reach,
-        negatives=_draw_negatives(tables.cum_table, m, config.negative, generator),
-    )
-
-
-def _draw_negatives(
-    cum_table: torch.Tensor, m: int, negative: int, generator: torch.Generator
-) -> torch.Tensor:
-    """``(m, negative)`` int32 negatives: ``bisect_left(cum_table, r)`` for ``r`` uniform in
-    ``[0, cum_table[-1])``; nothing is drawn when ``negative == 0``."""
-    device = cum_table.device
-    if negative == 0:
-        return torch.empty((m, 0), dtype=torch.int32, device=device)
-    draws = torch.randint(
-        int(cum_table[-1]), (m, negative), generator=generator, device=device
-    )  # (M, K)
-    return torch.searchsorted(cum_table, draws, side="left", out_int32=True)
+    kept = batches.subsample(ids, offsets, tables.sample_int, generator)
+    m = kept.words.numel()
+    reach = batches.reduced_windows(m, config.window, config.shrink_windows, generator)
+    table_end = int(tables.cum_table[-1]) if config.negative else 0
+    negatives = batches.negatives(m, config.negative, tables.cum_table, table_end, generator)
+    return PreparedChunk(*(t.to(torch.int32) for t in (*kept, reach, negatives)))
 
 
 def _interpreting() -> bool:
