@@ -281,7 +281,7 @@ def test_needs_an_objective(toy_vocab):
 def test_hs_needs_syn1(toy_vocab):
     with pytest.raises(ValueError, match="needs syn1 of syn0's shape"):
         make_engine(toy_vocab, syn1=None)
-    with pytest.raises(ValueError, match="needs syn1 of syn0's shape"):
+    with pytest.raises(ValueError, match="syn0 and syn1 must have the same shape"):
         make_engine(toy_vocab, syn1=torch.zeros(3, 4))
 
 
@@ -293,8 +293,8 @@ def test_hs_needs_huffman_tables(toy_vocab):
 
 
 def test_negative_sampling_needs_syn1neg(toy_vocab):
-    with pytest.raises(ValueError, match="syn1neg must have syn0's shape"):
-        make_engine(toy_vocab, syn1neg_rows=0, negative=5, hs=False)
+    with pytest.raises(ValueError, match="syn0 and syn1neg must have the same shape"):
+        make_engine(toy_vocab, syn1neg_rows=0, syn1=None, negative=5, hs=False)
 
 
 def test_empty_chunk(toy_vocab):

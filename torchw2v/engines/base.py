@@ -189,9 +189,11 @@ def huffman_tables(
     ValueError
         A table is missing, of the wrong shape, or out of range.
     """
-    if tables.points is None or tables.codes is None or tables.lengths is None:
+    missing = [name for name in ("points", "codes", "lengths") if getattr(tables, name) is None]
+    if missing:
         raise ValueError(
-            "hierarchical softmax needs tables.points, tables.codes and tables.lengths"
+            "hierarchical softmax needs tables.points, tables.codes and tables.lengths; "
+            f"SamplingTables lacks {missing}"
         )
     points = tables.points.to(device, torch.int64)
     codes = tables.codes.to(device, torch.int64)
@@ -221,16 +223,22 @@ def huffman_tables(
 
 
 def check_objectives(config: EngineConfig, syn1: torch.Tensor | None) -> None:
-    """Raise ``ValueError`` unless ``config`` trains something, with ``syn1`` for ``hs``."""
+    """Raise ``ValueError`` unless ``config`` trains something, with ``syn1`` exactly when
+    ``config.hs``."""
     if config.window < 1 or config.negative < 0:
         raise ValueError(
             "need window >= 1 and negative >= 0, got "
             f"window={config.window}, negative={config.negative}"
         )
     if config.negative == 0 and not config.hs:
-        raise ValueError("nothing to train: need negative > 0, hs=True or both")
+        raise ValueError(
+            f"nothing to train with negative={config.negative} and hs={config.hs}: need "
+            "negative > 0 (negative sampling), hs=True (hierarchical softmax), or both"
+        )
     if config.hs and syn1 is None:
-        raise ValueError("hierarchical softmax (config.hs) needs syn1")
+        raise ValueError("hierarchical softmax (config.hs) needs syn1 of syn0's shape, got None")
+    if not config.hs and syn1 is not None:
+        raise ValueError("syn1 is given but config.hs is false (hs=0): pass syn1=None")
 
 
 def check_weights(
@@ -261,3 +269,72 @@ def check_weights(
             )
     if syn0.shape[0] < 1 or syn0.shape[1] < 1:
         raise ValueError(f"empty embedding matrix of shape {tuple(syn0.shape)}")
+
+
+def check_engine(
+    syn0: torch.Tensor,
+    syn1neg: torch.Tensor,
+    syn1: torch.Tensor | None,
+    tables: SamplingTables,
+    config: EngineConfig,
+) -> SamplingTables:
+    """Check an engine's arguments against the contract (:class:`Engine`); return ``tables``
+    checked, contiguous on ``syn0``'s device.
+
+    The Huffman tables come back as :func:`huffman_tables` gives them (int32, uint8, int32)
+    with ``config.hs``, and are left out without it.
+
+    Raises
+    ------
+    ValueError
+        ``config`` trains nothing, or a weight matrix or table is missing or of the wrong
+        dtype, shape, layout or range; the message names it.
+    """
+    check_objectives(config, syn1)
+    check_weights(syn0, syn1neg, syn1, config)
+    vocab, device = syn0.shape[0], syn0.device
+    sample_int = tables.sample_int.to(device, torch.int64).contiguous()
+    cum_table = tables.cum_table.to(device, torch.int64).contiguous()
+    for name, t in (("sample_int", sample_int), ("cum_table", cum_table)):
+        if t.dim() != 1 or t.numel() != vocab:
+            raise ValueError(
+                f"{name} must be ({vocab},), one entry per word, got shape {tuple(t.shape)}"
+            )
+    if config.negative > 0 and int(cum_table[-1]) <= 0:
+        raise ValueError("cum_table[-1] must be > 0 to draw negatives")
+    if not config.hs:
+        return SamplingTables(sample_int, cum_table)
+    return SamplingTables(sample_int, cum_table, *huffman_tables(tables, vocab, device))
+
+
+def check_chunk(ids: torch.Tensor, offsets: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Validate a chunk (see :meth:`Engine.train_chunk`); return its offsets on the CPU.
+
+    Raises
+    ------
+    ValueError
+        ``ids`` is not 1-D int32/int64 or holds an id outside ``[0, vocab_size)``;
+        ``offsets`` is not 1-D int64, does not run from 0 to ``len(ids)``, or decreases.
+    """
+    if ids.dim() != 1 or ids.dtype not in (torch.int32, torch.int64):
+        raise ValueError(
+            f"ids must be a 1-D int32 tensor, got {ids.dtype} of shape {tuple(ids.shape)}"
+        )
+    if offsets.dim() != 1 or offsets.dtype != torch.int64 or offsets.numel() < 1:
+        raise ValueError(
+            "offsets must be a 1-D int64 tensor of S + 1 sentence boundaries, got "
+            f"{offsets.dtype} of shape {tuple(offsets.shape)}"
+        )
+    off = offsets.cpu()
+    n = ids.numel()
+    if off[0] != 0 or off[-1] != n:
+        raise ValueError(
+            f"offsets must start at 0 and end at len(ids)={n}, got {int(off[0])} and {int(off[-1])}"
+        )
+    if (off.diff() < 0).any():
+        raise ValueError("offsets must be non-decreasing")
+    if n:
+        lo, hi = (int(v) for v in torch.aminmax(ids))
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"ids must lie in [0, {vocab_size}), found {lo if lo < 0 else hi}")
+    return off

@@ -27,11 +27,9 @@ from .base import (
     ChunkStats,
     EngineConfig,
     SamplingTables,
-    check_objectives,
-    check_weights,
+    check_engine,
     chunk_seed,
     divergence_error,
-    huffman_tables,
 )
 
 logger = logging.getLogger(__name__)
@@ -232,8 +230,6 @@ class CompiledEngine:
         config: EngineConfig,
         syn1: torch.Tensor | None = None,
     ):
-        check_objectives(config, syn1)
-        check_weights(syn0, syn1neg, syn1, config)
         if syn0.device.type != "cpu" or not 1 <= config.workers <= MAX_WORKERS:
             raise ValueError(
                 f"the compiled CPU engine needs CPU tensors and workers in [1, {MAX_WORKERS}], "
@@ -244,20 +240,17 @@ class CompiledEngine:
                 f"the compiled CPU engine takes at most negative={MAX_NEGATIVE}, "
                 f"got {config.negative}"
             )
-        vocab, dim = syn0.shape
+        tables = check_engine(syn0, syn1neg, syn1, tables, config)
         if config.hs:
-            self.points, self.codes, self.lengths = huffman_tables(
-                tables, vocab, torch.device("cpu")
-            )
+            self.points, self.codes, self.lengths = tables.points, tables.codes, tables.lengths
         else:
-            syn1 = syn0.new_empty(0, dim)  # not read by the op
+            syn1 = syn0.new_empty(0, syn0.shape[1])  # not read by the op
             self.points = torch.empty(0, 0, dtype=torch.int32)
             self.codes = torch.empty(0, 0, dtype=torch.uint8)
             self.lengths = torch.empty(0, dtype=torch.int32)
         self.op = load_op()
         self.syn0, self.syn1neg, self.syn1, self.config = syn0, syn1neg, syn1, config
-        self.sample_int = tables.sample_int.to("cpu", torch.int64).contiguous()
-        self.cum_table = tables.cum_table.to("cpu", torch.int64).contiguous()
+        self.sample_int, self.cum_table = tables.sample_int, tables.cum_table
         self.calls = 0
 
     def train_chunk(

@@ -18,13 +18,22 @@ from the same vectors and summed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from . import batches
-from .base import ChunkStats, EngineConfig, SamplingTables, chunk_seed, divergence_error
+from .base import (
+    ChunkStats,
+    EngineConfig,
+    SamplingTables,
+    check_chunk,
+    check_engine,
+    chunk_seed,
+    divergence_error,
+)
 
 # Updates within a batch are computed from the same (stale) vectors and summed. A frequent
 # word occurs many times per batch, so a large batch overshoots where sequential SGD would
@@ -92,7 +101,9 @@ class TorchEngine:
         syn1: torch.Tensor | None = None,
         batch_centers: int | None = None,
     ):
-        _validate(syn0, syn1neg, tables, config, syn1)
+        tables = check_engine(syn0, syn1neg, syn1, tables, config)
+        if config.hs:  # int64 rows for indexing
+            tables = replace(tables, points=tables.points.long(), lengths=tables.lengths.long())
         self.syn0, self.syn1neg, self.syn1 = syn0, syn1neg, syn1
         self.tables, self.config = tables, config
         device = syn0.device
@@ -111,6 +122,7 @@ class TorchEngine:
     def train_chunk(
         self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
     ) -> ChunkStats:
+        offsets = check_chunk(ids, offsets, self.syn0.shape[0])
         self.generator.manual_seed(chunk_seed(self.config.seed, self.calls) % 2**64)
         self.calls += 1
         words, starts, ends = batches.subsample(
@@ -273,40 +285,3 @@ def default_batch_centers(config: EngineConfig) -> int:
     if not config.hs:
         return BATCH_CENTERS
     return SG_HS_NS_BATCH_CENTERS if config.sg and config.negative else HS_BATCH_CENTERS
-
-
-def _validate(
-    syn0: torch.Tensor,
-    syn1neg: torch.Tensor,
-    tables: SamplingTables,
-    config: EngineConfig,
-    syn1: torch.Tensor | None,
-) -> None:
-    """Raise ``ValueError`` unless the tensors fit the objectives ``config`` asks for."""
-    if config.negative < 0 or not (config.negative or config.hs):
-        raise ValueError(
-            f"nothing to train with negative={config.negative} and hs={config.hs}: "
-            "need negative > 0 (negative sampling), hs=True (hierarchical softmax), or both"
-        )
-    if config.negative and syn1neg.shape != syn0.shape:
-        raise ValueError(
-            f"syn1neg must have syn0's shape {tuple(syn0.shape)} for negative sampling, "
-            f"got {tuple(syn1neg.shape)}"
-        )
-    if not config.hs:
-        return
-    if syn1 is None or syn1.shape != syn0.shape:
-        got = None if syn1 is None else tuple(syn1.shape)
-        raise ValueError(
-            f"hierarchical softmax needs syn1 of syn0's shape {tuple(syn0.shape)}, got {got}"
-        )
-    missing = [n for n in ("points", "codes", "lengths") if getattr(tables, n) is None]
-    if missing:
-        raise ValueError(
-            f"hierarchical softmax needs the Huffman tables; SamplingTables lacks {missing}"
-        )
-    if tables.points.shape != tables.codes.shape or len(tables.points) != len(syn0):
-        raise ValueError(
-            f"Huffman tables must be (V, L) with V={len(syn0)}: points "
-            f"{tuple(tables.points.shape)}, codes {tuple(tables.codes.shape)}"
-        )

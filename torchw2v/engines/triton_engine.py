@@ -80,11 +80,10 @@ from .base import (
     ChunkStats,
     EngineConfig,
     SamplingTables,
-    check_objectives,
-    check_weights,
+    check_chunk,
+    check_engine,
     chunk_seed,
     divergence_error,
-    huffman_tables,
 )
 from .torch_engine import default_batch_centers
 
@@ -570,41 +569,6 @@ def _w2v_kernel(
 # ------------------------------------------------------------------------------------------
 
 
-def check_chunk(ids: torch.Tensor, offsets: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Validate a chunk; return its offsets as a CPU int64 tensor.
-
-    Raises
-    ------
-    ValueError
-        ``ids`` is not 1-D int32/int64 or holds an id outside ``[0, vocab_size)``;
-        ``offsets`` is not 1-D int64, does not run from 0 to ``len(ids)``, or decreases.
-    """
-    if ids.dim() != 1 or ids.dtype not in (torch.int32, torch.int64):
-        raise ValueError(
-            f"ids must be a 1-D int32 tensor, got {ids.dtype} of shape {tuple(ids.shape)}"
-        )
-    if offsets.dim() != 1 or offsets.dtype != torch.int64 or offsets.numel() < 1:
-        raise ValueError(
-            "offsets must be a 1-D int64 tensor of S + 1 sentence boundaries, got "
-            f"{offsets.dtype} of shape {tuple(offsets.shape)}"
-        )
-    off = offsets.cpu()
-    n = ids.numel()
-    if off[0] != 0 or off[-1] != n:
-        raise ValueError(
-            f"offsets must start at 0 and end at len(ids)={n}, got {int(off[0])} and {int(off[-1])}"
-        )
-    if (off.diff() < 0).any():
-        raise ValueError("offsets must be non-decreasing")
-    if n:
-        lo, hi = torch.aminmax(ids)
-        lo, hi = int(lo), int(hi)
-        if lo < 0 or hi >= vocab_size:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"ids must lie in [0, {vocab_size}), found {bad}")
-    return off
-
-
 def prepare_chunk(
     ids: torch.Tensor,
     offsets: torch.Tensor,
@@ -694,10 +658,7 @@ class TritonEngine:
         num_stages: int | None = None,
         dot_precision: str = DOT_PRECISION,
     ):
-        check_objectives(config, syn1)
-        if not config.hs and syn1 is not None:
-            raise ValueError("syn1 is given but config.hs is false (hs=0): pass syn1=None")
-        check_weights(syn0, syn1neg, syn1, config)
+        tables = check_engine(syn0, syn1neg, syn1, tables, config)
         if dot_precision not in ("ieee", "tf32x3", "tf32"):
             raise ValueError(
                 f"dot_precision must be 'ieee', 'tf32x3' or 'tf32', got {dot_precision!r}"
@@ -710,7 +671,7 @@ class TritonEngine:
             )
         self.syn0, self.syn1neg, self.syn1, self.config = syn0, syn1neg, syn1, config
         self.device = syn0.device
-        self.tables = _device_tables(tables, config, syn0.shape[0], self.device)
+        self.tables = tables
         depth = self.tables.points.shape[1] if config.hs else 0
         self.shape = launch_shape(
             config.window, config.negative, syn0.shape[1], depth, centers, block_d
@@ -883,21 +844,3 @@ def _centers_per_launch(requested: int | None, config: EngineConfig, centers: in
     if limit < 1:
         raise ValueError(f"centers_per_launch must be >= 1, got {limit}")
     return max(1, limit // centers) * centers
-
-
-def _device_tables(
-    tables: SamplingTables, config: EngineConfig, vocab: int, device: torch.device
-) -> SamplingTables:
-    """The tables the engine reads, checked, contiguous on ``device``."""
-    sample_int = tables.sample_int.to(device, torch.int64).contiguous()
-    cum_table = tables.cum_table.to(device, torch.int64).contiguous()
-    for name, t in (("sample_int", sample_int), ("cum_table", cum_table)):
-        if t.dim() != 1 or t.numel() != vocab:
-            raise ValueError(
-                f"{name} must be ({vocab},), one entry per word, got shape {tuple(t.shape)}"
-            )
-    if config.negative > 0 and int(cum_table[-1]) <= 0:
-        raise ValueError("cum_table[-1] must be > 0 to draw negatives")
-    if not config.hs:
-        return SamplingTables(sample_int, cum_table)
-    return SamplingTables(sample_int, cum_table, *huffman_tables(tables, vocab, device))
