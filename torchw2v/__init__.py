@@ -5,7 +5,7 @@ from gensim.models.word2vec import LineSentence, PathLineSentences, Text8Corpus
 from .compare import ComparisonResult, compare
 from .corpus import CorpusFile
 from .export import load_word2vec_format, save_word2vec_format
-from .model import SkipGramNS
+from .objective import SkipGramNS
 from .word2vec import Word2Vec
 
 __version__ = "0.1.0"

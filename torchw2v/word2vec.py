@@ -46,7 +46,7 @@ from .engines import (
 from .engines.base import divergence_error
 from .engines.compiled import MAX_NEGATIVE, MAX_WORKERS
 from .engines.lockf import LockedRows
-from .model import SkipGramNS
+from .objective import SkipGramNS
 from .sanity import check_train_call, check_training_state
 from .trainer import EpochReport, Position, Schedule, Trainer
 from .vocab import (

@@ -1,29 +1,21 @@
 """The vectorised torch engine: word2vec's SGD updates in large batches, on any device.
 
-Each batch takes ``B`` center positions of the (subsampled) chunk and their context windows.
-The input of a prediction is, in skip-gram, the input vector of each context word (one
-prediction per pair) and, in CBOW, the sum or mean of them (one prediction per center). It
-predicts the center word through one or both output layers:
-
-- negative sampling: rows of ``syn1neg`` for the center (label 1) and ``K`` negatives
-  (label 0), drawn once per center and shared by all its contexts (Ji et al., 2016);
-- hierarchical softmax: rows of ``syn1`` for the inner nodes on the center's Huffman path,
-  with label ``1 - code``.
-
-Both are the same logistic regression on different rows (:class:`Targets`), computed by one
-function, :meth:`TorchEngine._predict`, as a small matrix product per center. The gradients
-are applied by hand with ``index_add_``, no autograd; all updates of a batch are computed
-from the same vectors and summed.
+Each batch takes ``B`` center positions of the (subsampled) chunk, their context windows
+and their negatives (:mod:`.batches`), and applies one step of the objective
+(:mod:`torchw2v.objective`: skip-gram or CBOW, negative sampling, hierarchical softmax or
+both) to all of them at once, as small matrix products per center. The gradients are
+applied by hand with ``index_add_``, no autograd; all updates of a batch are computed from
+the same vectors and summed. The negatives are drawn once per center and shared by all its
+contexts (Ji et al., 2016).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
+from .. import objective
 from . import batches
 from .base import (
     ChunkStats,
@@ -51,15 +43,6 @@ SG_HS_NS_BATCH_CENTERS = 128
 # The most floats in one tensor of a batch: with wide windows (up to the longest sentence) or
 # many negatives a batch takes fewer centers.
 BATCH_FLOATS = 2**24
-
-
-class Targets(NamedTuple):
-    """The output rows one batch predicts, ``T`` per center (see the module docstring)."""
-
-    weights: torch.Tensor  # (V, d) syn1neg or syn1, updated in place
-    rows: torch.Tensor  # (B, T) int64 rows of weights
-    labels: torch.Tensor  # (T,) or (B, 1, T) float: 1 for the true outcome, 0 otherwise
-    mask: torch.Tensor  # (B, T) bool: the rows that take part
 
 
 class TorchEngine:
@@ -110,13 +93,7 @@ class TorchEngine:
         self.batch_centers = batch_centers or default_batch_centers(config)
         self.generator = torch.Generator(device=device)
         self.calls = 0
-        labels = torch.zeros(config.negative + 1, device=device)
-        labels[0] = 1.0
-        self.ns_labels = labels  # (K+1,): the center word, then the negatives
         self.table_end = int(tables.cum_table[-1]) if config.negative else 0
-        if config.hs:
-            self.hs_labels = 1.0 - tables.codes.float()  # (V, L)
-            self.path_steps = torch.arange(tables.points.shape[1], device=device)  # (L,)
 
     @torch.no_grad()
     def train_chunk(
@@ -176,26 +153,15 @@ class TorchEngine:
         the number of scores that are NaN or infinite (training diverged).
         """
         cfg = self.config
-        context_ids, valid = self._contexts(words, starts, ends, centers, window_offsets)
-        targets = self._targets(words[centers])
-        if cfg.sg:  # each context word predicts the center
-            inputs = self.syn0[context_ids]  # (B, 2W, d)
-            active = valid  # (B, 2W)
-        else:  # the context words together predict the center
-            count = valid.sum(1, keepdim=True)[:, :, None]  # (B, 1, 1)
-            inputs = (self.syn0[context_ids] * valid[:, :, None]).sum(1, keepdim=True)  # (B, 1, d)
-            if cfg.cbow_mean:
-                inputs = inputs / count.clamp(min=1)
-            active = count[:, :, 0] > 0  # (B, 1)
-
-        grads, losses, nonfinite = zip(*(self._predict(inputs, active, t, alpha) for t in targets))
-        grad = sum(grads)  # (B, 2W, d) in skip-gram, (B, 1, d) in CBOW
-        if not cfg.sg:  # every context word gets the whole error (its share for a sum)
-            if not cfg.cbow_mean:
-                grad = grad / count.clamp(min=1)
-            grad = grad.expand(-1, context_ids.shape[1], -1)  # (B, 2W, d)
-        self.syn0.index_add_(0, context_ids[valid], grad[valid])
-        return torch.stack([active.sum(), sum(losses), sum(nonfinite)]).double()
+        contexts, valid = self._contexts(words, starts, ends, centers, window_offsets)
+        losses = self._losses(words[centers])
+        if cfg.sg:
+            return objective.skip_gram_step(
+                self.syn0, contexts, valid, losses, alpha, cfg.compute_loss
+            )
+        return objective.cbow_step(
+            self.syn0, contexts, valid, losses, alpha, cfg.compute_loss, cfg.cbow_mean
+        )
 
     def _contexts(
         self,
@@ -222,60 +188,19 @@ class TorchEngine:
         )  # (B, 2W)
         return words[torch.where(valid, context, centers[:, None])], valid
 
-    def _targets(self, center_ids: torch.Tensor) -> list[Targets]:
-        """The output rows that predict each center word ``(B,)``, per objective."""
-        cfg, targets = self.config, []
-        if cfg.hs:  # the inner nodes on the center's Huffman path
-            rows = self.tables.points[center_ids]  # (B, L)
-            labels = self.hs_labels[center_ids][:, None, :]  # (B, 1, L)
-            mask = self.path_steps < self.tables.lengths[center_ids, None]  # (B, L)
-            targets.append(Targets(self.syn1, rows, labels, mask))
-        if cfg.negative:  # the center word, then K negatives
+    def _losses(self, center_ids: torch.Tensor) -> list[objective.Targets]:
+        """The output rows that predict each center word ``(B,)``, per objective (hierarchical
+        softmax first, as in gensim)."""
+        cfg, tables, losses = self.config, self.tables, []
+        if cfg.hs:
+            paths = (tables.points, tables.codes, tables.lengths)
+            losses.append(objective.hierarchical_softmax(self.syn1, *paths, center_ids))
+        if cfg.negative:
             drawn = batches.negatives(
-                center_ids.numel(),
-                cfg.negative,
-                self.tables.cum_table,
-                self.table_end,
-                self.generator,
+                center_ids.numel(), cfg.negative, tables.cum_table, self.table_end, self.generator
             )  # (B, K)
-            rows = torch.cat([center_ids[:, None], drawn], 1)
-            # gensim skips a negative that happens to be the center word itself
-            mask = rows != center_ids[:, None]  # (B, K+1)
-            mask[:, 0] = True
-            targets.append(Targets(self.syn1neg, rows, self.ns_labels, mask))
-        return targets
-
-    def _predict(
-        self, inputs: torch.Tensor, active: torch.Tensor, targets: Targets, alpha: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logistic regression of ``targets`` on ``inputs``: one SGD step on the output rows.
-
-        Parameters
-        ----------
-        inputs : torch.Tensor
-            ``(B, C, d)`` input of each prediction: ``C`` per center.
-        active : torch.Tensor
-            ``(B, C)`` bool, the predictions that take part.
-
-        Returns
-        -------
-        (torch.Tensor, torch.Tensor, torch.Tensor)
-            The ``(B, C, d)`` update for the inputs, the summed loss (0 unless asked for) and
-            the number of scores that are NaN or infinite.
-        """
-        out = targets.weights[targets.rows]  # (B, T, d)
-        scores = torch.bmm(inputs, out.transpose(1, 2))  # (B, C, T)
-        mask = active[:, :, None] & targets.mask[:, None, :]  # (B, C, T)
-        g = (targets.labels - torch.sigmoid(scores)) * mask * alpha  # (B, C, T)
-        nonfinite = (~torch.isfinite(scores)).sum()
-        grad_out = torch.bmm(g.transpose(1, 2), inputs)  # (B, T, d)
-        targets.weights.index_add_(0, targets.rows.flatten(), grad_out.flatten(0, 1))
-
-        loss = torch.zeros((), device=scores.device)
-        if self.config.compute_loss:  # -log sigmoid(f) for label 1, -log sigmoid(-f) for 0
-            signed = torch.where(targets.labels.bool(), scores, -scores)
-            loss = -(F.logsigmoid(signed) * mask).sum()
-        return torch.bmm(g, out), loss, nonfinite
+            losses.append(objective.negative_sampling(self.syn1neg, center_ids, drawn))
+        return losses
 
 
 def default_batch_centers(config: EngineConfig) -> int:

@@ -75,6 +75,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..objective import MAX_EXP
 from . import batches
 from .base import (
     ChunkStats,
@@ -87,8 +88,6 @@ from .base import (
 )
 from .torch_engine import default_batch_centers
 
-MAX_EXP = 6.0
-"""word2vec.c's MAX_EXP: above it the sigmoid is 1, below its negative 0."""
 # Launch defaults, chosen from the compiled kernel's resources (sm_90, Triton 3.9, d=100,
 # window 5, K=5), not yet from timings: 5 centers per program fill a 16 x 32 tile (15 context
 # rows, 30 target columns) and the kernel takes about 102 registers per thread (skip-gram;

@@ -1,4 +1,5 @@
-"""SkipGramNS: the SGNS objective as an nn.Module, checked by hand and trained with autograd."""
+"""torchw2v.objective: the update of every objective with word2vec.c's MAX_EXP rule, and
+SkipGramNS, the SGNS objective as an nn.Module, checked by hand and trained with autograd."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import pytest
 import torch
 
-from torchw2v import SkipGramNS
+from torchw2v import SkipGramNS, objective
+from torchw2v.objective import MAX_EXP
 
 
 def log_sigmoid(x: float) -> float:
@@ -105,3 +107,62 @@ def test_adam_lowers_the_loss_on_a_planted_dataset():
     scores = module.input.weight @ module.output.weight.T
     same = torch.block_diag(torch.ones(5, 5), torch.ones(5, 5)).bool()
     assert scores[same].min() > scores[~same].max()
+
+
+def one_prediction(score: float, skip_saturated: bool, label: float = 1.0):
+    """One input (1, 1, 2) against one output row whose dot product with it is ``score``."""
+    inputs = torch.tensor([[[score, 0.0]]])
+    weights = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    labels = torch.tensor([label])
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    targets = objective.Targets(weights, torch.tensor([[1]]), labels, mask, skip_saturated)
+    grad, loss, nonfinite = objective.logistic_step(
+        inputs, torch.ones(1, 1, dtype=torch.bool), targets, 0.5, compute_loss=True
+    )
+    return grad[0, 0, 0].item(), weights[1, 0].item() - 1.0, loss.item(), nonfinite.item()
+
+
+@pytest.mark.parametrize("score", [MAX_EXP, 9.0, -MAX_EXP, -9.0])
+def test_negative_sampling_saturates_beyond_max_exp(score):
+    """word2vec.c: the sigmoid is 1 at MAX_EXP and above, 0 at -MAX_EXP and below."""
+    grad, moved, loss, nonfinite = one_prediction(score, skip_saturated=False)
+    g = 0.5 * (1.0 - (1.0 if score > 0 else 0.0))  # (label - sigmoid) * alpha
+    assert grad == pytest.approx(g) and moved == pytest.approx(g * score)
+    assert loss == pytest.approx(math.log1p(math.exp(-score)), rel=1e-5)  # the exact loss
+    assert nonfinite == 0
+
+
+@pytest.mark.parametrize("score", [MAX_EXP, 9.0, -MAX_EXP, -9.0])
+def test_hierarchical_softmax_skips_a_node_beyond_max_exp(score):
+    grad, moved, loss, _ = one_prediction(score, skip_saturated=True, label=0.0)
+    assert grad == 0.0 and moved == 0.0
+    assert loss == pytest.approx(math.log1p(math.exp(score)), rel=1e-5)
+
+
+@pytest.mark.parametrize("skip_saturated", [False, True])
+def test_inside_max_exp_the_sigmoid_is_exact(skip_saturated):
+    score = 5.9
+    grad, moved, _, _ = one_prediction(score, skip_saturated)
+    g = 0.5 * (1.0 - 1 / (1 + math.exp(-score)))
+    # 1 - sigmoid(5.9) in float32 keeps about 5 digits
+    assert grad == pytest.approx(g, rel=1e-4) and moved == pytest.approx(g * score, rel=1e-4)
+
+
+def test_skip_gram_ns_module_has_the_engines_loss():
+    """SkipGramNS's loss is the summed loss of objective.skip_gram_step over the same pairs."""
+    torch.manual_seed(3)
+    vocab, dim = 9, 4
+    inputs, outputs = torch.randn(vocab, dim) * 0.3, torch.randn(vocab, dim) * 0.3
+    module = SkipGramNS(vocab, dim, inputs.clone(), outputs.clone())
+    center, context = torch.tensor([0, 4]), torch.tensor([[1, 2], [5, 6]])  # (B,), (B, 2W)
+    negatives = torch.tensor([[3, 7], [8, 3]])
+    # SkipGramNS's center is the predicting input, its context the predicted output row
+    losses = [objective.negative_sampling(outputs.clone(), center, negatives)]
+    valid = torch.ones(2, 2, dtype=torch.bool)
+    stats = objective.skip_gram_step(inputs.clone(), context, valid, losses, 0.0, True)
+    pairs = [(int(c), int(center[b]), negatives[b]) for b in range(2) for c in context[b]]
+    expected = sum(
+        module(torch.tensor([c]), torch.tensor([o]), n[None]).item() for c, o, n in pairs
+    )
+    assert stats[0].item() == 4
+    assert stats[1].item() == pytest.approx(expected, rel=1e-5)
