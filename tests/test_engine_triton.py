@@ -921,9 +921,9 @@ def test_kernel_compiles_for_hopper_without_spills(tmp_path, objective):
         DOT_PRECISION=te.DOT_PRECISION,
     )
     signature.update({name: "constexpr" for name in constants if name not in signature})
-    assert list(signature) == list(te._w2v_kernel.arg_names)
+    assert list(signature) == list(te.w2v_kernel.arg_names)
     kernel = te.triton.compile(
-        ASTSource(te._w2v_kernel, signature, constants),
+        ASTSource(te.w2v_kernel, signature, constants),
         target=GPUTarget("cuda", 90, 32),
         options={"num_warps": te.NUM_WARPS},
     )
