@@ -9,6 +9,7 @@ import re
 import gensim
 import numpy as np
 import pytest
+from encoded import whole
 from gensim.models.word2vec import LineSentence, PathLineSentences, Text8Corpus
 
 import torchw2v
@@ -267,12 +268,12 @@ def long_line(tmp_path):
 def test_long_line_is_one_sentence(long_line):
     path, tokens = long_line
     scanned = scan(CorpusFile(path))
-    assert scanned.corpus.offsets.tolist() == [0, LONG, LONG + 3]
-    assert scanned.corpus.raw_words == LONG + 3
-    decoded = [scanned.words[i] for i in scanned.corpus.ids[:LONG]]
-    assert decoded == tokens
-    encoded = encode(CorpusFile(path), {w: i for i, w in enumerate(scanned.words)})
-    assert encoded.offsets.tolist() == [0, LONG, LONG + 3]
+    assert (scanned.sentences, scanned.raw_words) == (2, LONG + 3)
+    for words in (list(CorpusFile(path)), CorpusFile(path)):  # the Python and compiled readers
+        encoded = encode(words, {w: i for i, w in enumerate(scanned.words)})
+        ids, offsets = whole(encoded)
+        assert offsets.tolist() == [0, LONG, LONG + 3]
+        assert [scanned.words[i] for i in ids[:LONG]] == tokens
 
 
 def test_word_after_position_10000_is_counted(long_line):
@@ -325,7 +326,8 @@ def test_as_sentences_returns_restartable_input(sentences, corpus_files):
 
 def test_encode_drops_unknown_words_but_counts_them():
     corpus = encode([["a", "zz", "b"], [], ["zz"], ["b", "a"]], {"a": 0, "b": 1})
-    assert corpus.ids.tolist() == [0, 1, 1, 0]
-    assert corpus.offsets.tolist() == [0, 2, 2, 2, 4]
+    ids, offsets = whole(corpus)
+    assert ids.tolist() == [0, 1, 1, 0]
+    assert offsets.tolist() == [0, 2, 2, 2, 4]
     assert corpus.raw_words == 6
     assert corpus.sentences == 4

@@ -1,5 +1,5 @@
-"""A plain local corpus_file is streamed: read block by block every epoch, its ids never all
-held, yet trained exactly as the same corpus held in memory."""
+"""Every corpus is streamed: read block by block every epoch, its ids never all held, yet cut
+into exactly the chunks of the same corpus held in memory."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from smart_open import open as smart_open
 
 import torchw2v
 from torchw2v import corpus, corpus_compiled, trainer
-from torchw2v.corpus import CorpusFile, StreamedCorpus, encode
+from torchw2v.corpus import CorpusFile, encode
 
 pytestmark = pytest.mark.skipif(
     not corpus_compiled.is_available(), reason="the compiled corpus reader does not build here"
@@ -28,36 +29,51 @@ def chunk_lists(chunks):
     return [(ids.tolist(), offsets.tolist(), start) for ids, offsets, start in chunks]
 
 
+def held_plan(ids, offsets, chunk_words):
+    """The plan and chunks of the corpus ``ids``/``offsets`` held whole: the reference."""
+    marks = np.arange(chunk_words, offsets[-1], chunk_words)
+    bounds = np.unique(np.concatenate(([0], np.searchsorted(offsets, marks), [offsets.size - 1])))
+    chunks = [
+        (ids[offsets[a] : offsets[b]], offsets[a : b + 1] - offsets[a], int(offsets[a]))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    return bounds, offsets[bounds], chunks
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     lines=LINES,
     block_bytes=st.integers(1, 64),
+    block_words=st.integers(1, 16),
     chunk_words=st.integers(1, 20),
     workers=st.sampled_from([1, 2]),
 )
 def test_streamed_chunks_are_the_held_corpus_chunks(
-    tmp_path_factory, lines, block_bytes, chunk_words, workers
+    tmp_path_factory, lines, block_bytes, block_words, chunk_words, workers
 ):
     path = tmp_path_factory.mktemp("stream") / "corpus.txt"
     path.write_text("".join(" ".join(line) + "\n" for line in lines), encoding="utf-8")
     vocabulary = {"a": 0, "cc": 1, "é": 2, "b": 3}  # "out" is dropped: sentences of no id
-    held = encode(CorpusFile(path), vocabulary, workers)
-    corpus.BLOCK_BYTES, saved = block_bytes, corpus.BLOCK_BYTES
+    ids = np.array([vocabulary[w] for line in lines for w in line if w in vocabulary], np.int32)
+    lengths = [sum(w in vocabulary for w in line) for line in lines]
+    offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))
+    bounds, done, chunks = held_plan(ids, offsets, chunk_words)
+    saved = corpus.BLOCK_BYTES, corpus.BLOCK_WORDS
+    corpus.BLOCK_BYTES, corpus.BLOCK_WORDS = block_bytes, block_words
     try:
-        streamed = encode(CorpusFile(path), vocabulary, workers, chunk_words)
-        assert isinstance(streamed, StreamedCorpus)
-        assert (streamed.tokens, streamed.sentences, streamed.raw_words) == (
-            held.tokens,
-            held.sentences,
-            held.raw_words,
-        )
-        bounds, done = streamed.plan(chunk_words)
-        expected_bounds, expected_done = held.plan(chunk_words)
-        assert bounds.tolist() == expected_bounds.tolist()
-        assert done.tolist() == expected_done.tolist()
-        assert chunk_lists(streamed.chunks(bounds)) == chunk_lists(held.chunks(bounds))
+        for sentences in (CorpusFile(path), lines):  # the compiled reader, then Python
+            streamed = encode(sentences, vocabulary, workers, chunk_words)
+            assert (streamed.tokens, streamed.sentences, streamed.raw_words) == (
+                ids.size,
+                len(lines),
+                sum(map(len, lines)),
+            )
+            planned_bounds, planned_done = streamed.plan(chunk_words)
+            assert planned_bounds.tolist() == bounds.tolist()
+            assert planned_done.tolist() == done.tolist()
+            assert chunk_lists(streamed.chunks(bounds)) == chunk_lists(chunks)
     finally:
-        corpus.BLOCK_BYTES = saved
+        corpus.BLOCK_BYTES, corpus.BLOCK_WORDS = saved
 
 
 def test_a_file_changed_between_passes_is_an_error(tmp_path):
@@ -66,32 +82,51 @@ def test_a_file_changed_between_passes_is_an_error(tmp_path):
     streamed = encode(CorpusFile(path), {"a": 0, "b": 1}, 1, chunk_words=4)
     bounds, _ = streamed.plan(4)
     path.write_text("a b\n")
-    with pytest.raises(RuntimeError, match="changed"):
+    with pytest.raises(RuntimeError, match="corpus_file .* changed"):
         list(streamed.chunks(bounds))
 
 
-def test_training_on_a_streamed_file_equals_training_on_it_held(
-    small_corpus, tmp_path, monkeypatch
-):
+def test_an_iterable_that_shrinks_between_passes_is_an_error():
+    sentences = [["a", "b"], ["a"]] * 10
+    streamed = encode(sentences, {"a": 0, "b": 1}, chunk_words=4)
+    bounds, _ = streamed.plan(4)
+    del sentences[5:]
+    with pytest.raises(RuntimeError, match="corpus_iterable changed .* same sentences"):
+        list(streamed.chunks(bounds))
+
+
+def test_a_bad_sentence_met_while_training_is_the_encoders_error():
+    sentences = [["a", "b"]] * 3
+    streamed = encode(sentences, {"a": 0, "b": 1}, chunk_words=2)
+    sentences[1] = ["a", 7]
+    with pytest.raises(TypeError, match="token #1 of sentence #1 is 7"):
+        list(streamed.chunks(streamed.plan(2)[0]))
+
+
+def test_training_on_a_file_equals_training_on_its_sentences(small_corpus, tmp_path, monkeypatch):
     path = tmp_path / "corpus.txt"
     path.write_text("".join(" ".join(s) + "\n" for s in small_corpus), encoding="utf-8")
     monkeypatch.setattr(trainer, "CHUNK_WORDS", 1000)
     monkeypatch.setattr(corpus, "BLOCK_BYTES", 3000)  # chunks straddle blocks
+    monkeypatch.setattr(corpus, "BLOCK_WORDS", 700)
     blocks_read = []
-    encode_block = StreamedCorpus._encode
+    encode_block = corpus.FileBlocks.encode
     monkeypatch.setattr(
-        StreamedCorpus, "_encode", lambda self, b: blocks_read.append(b) or encode_block(self, b)
+        corpus.FileBlocks,
+        "encode",
+        lambda self, *span: blocks_read.append(span) or encode_block(self, *span),
     )
     models = []
     for source in ({"corpus_file": str(path)}, {"corpus_iterable": list(CorpusFile(path))}):
         model = torchw2v.Word2Vec(
             vector_size=16, min_count=2, workers=1, seed=3, hs=1, device="cpu"
         )
-        model.build_vocab(corpus_file=str(path))
+        model.build_vocab(**source)
         model.train(**source, total_examples=model.corpus_count, epochs=2)
         models.append(model)
     blocks = -(-path.stat().st_size // 3000)
-    assert len(blocks_read) == 3 * blocks  # counted once, then read once per epoch
+    assert len(blocks_read) == 3 * blocks  # planned once, then read once per epoch
+    assert models[0].wv.index_to_key == models[1].wv.index_to_key
     for name in ("syn1neg", "syn1"):
         assert np.array_equal(getattr(models[0], name), getattr(models[1], name)), name
     assert np.array_equal(models[0].wv.vectors, models[1].wv.vectors)
@@ -100,37 +135,48 @@ def test_training_on_a_streamed_file_equals_training_on_it_held(
 PEAK_RSS = textwrap.dedent(
     """
     import json, resource, sys
+    from gensim.models.word2vec import LineSentence
     import torchw2v
     from torchw2v import corpus
 
-    corpus.BLOCK_BYTES = 1 << 18
-    path = sys.argv[1]
+    corpus.BLOCK_BYTES, corpus.BLOCK_WORDS = 1 << 18, 1 << 16
+    path, kind = sys.argv[1:]
+    iterable = kind == "iterable"
+    source = {"corpus_iterable": LineSentence(path)} if iterable else {"corpus_file": path}
     model = torchw2v.Word2Vec(vector_size=4, window=1, negative=1, sample=1e-7, min_count=1,
                               workers=1, seed=1, device="cpu")
-    model.build_vocab(corpus_file=path)
-    trained, raw = model.train(corpus_file=path, total_examples=model.corpus_count, epochs=1)
+    model.build_vocab(**source)
+    trained, raw = model.train(**source, total_examples=model.corpus_count, epochs=1)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"raw": raw, "peak_mib": peak_kib / 1024}))
     """
 )
 
 
-def test_peak_memory_does_not_grow_with_the_length_of_the_file(tmp_path, child_env):
+@pytest.mark.parametrize(
+    "kind, lines",
+    [("file", 400_000), ("compressed file", 60_000), ("iterable", 60_000)],
+)
+def test_peak_memory_does_not_grow_with_the_length_of_the_corpus(tmp_path, child_env, kind, lines):
+    """Held as ids, the x4 corpus would add 4 bytes a token (30 MiB for the 3.2M-token file),
+    or the Python path's 26 bytes a token (37 MiB for the 480k-token others)."""
     script = tmp_path / "peak.py"
     script.write_text(PEAK_RSS)
-    once, four_times = tmp_path / "x1.txt", tmp_path / "x4.txt"
-    text = "a b c d e f g h\n" * 400_000  # 3.2M tokens; held as ids, x4 would add 45 MiB
-    once.write_text(text)
-    four_times.write_text(text * 4)
+    suffix = ".txt.gz" if kind == "compressed file" else ".txt"
+    once, four_times = tmp_path / f"x1{suffix}", tmp_path / f"x4{suffix}"
+    text = "a b c d e f g h\n" * lines
+    for path, times in ((once, 1), (four_times, 4)):
+        with smart_open(path, "w") as out:
+            out.write(text * times)
     peaks = {}
     for path in (once, four_times):
         result = subprocess.run(
-            [sys.executable, str(script), str(path)],
+            [sys.executable, str(script), str(path), kind],
             env=child_env,
             capture_output=True,
             text=True,
             check=True,
         )
         peaks[path.name] = json.loads(result.stdout.strip().splitlines()[-1])
-    assert peaks["x4.txt"]["raw"] == 4 * peaks["x1.txt"]["raw"] == 4 * 3_200_000
-    assert peaks["x4.txt"]["peak_mib"] - peaks["x1.txt"]["peak_mib"] < 10, peaks
+    assert peaks[four_times.name]["raw"] == 4 * peaks[once.name]["raw"] == 4 * 8 * lines
+    assert peaks[four_times.name]["peak_mib"] - peaks[once.name]["peak_mib"] < 10, peaks

@@ -4,18 +4,17 @@ Accepted inputs are those gensim accepts: a list of token lists, any restartable
 token lists (``LineSentence``, ``PathLineSentences``, ``Text8Corpus`` ...), or ``corpus_file``,
 a LineSentence-format path opened through smart-open (local, ``.gz``, ``.bz2``, remote).
 
-An iterable is read once: :func:`scan` counts words and records every token as an id in the
-same pass, so training never iterates over it again. A plain local ``corpus_file`` is read by
-the compiled reader (:mod:`torchw2v.corpus_compiled`) on ``workers`` threads instead: counted by
-:func:`scan_counts`, then encoded by :func:`encode` once the vocabulary is final, either held
-(4 bytes per token rather than the Python path's lists) or, for training on one machine,
-streamed: read again block by block every epoch (:class:`StreamedCorpus`), its ids never all
-held. The encoded corpus is a flat ``int32`` id array plus ``int64`` sentence offsets (CSR
-style).
+Nothing here holds the corpus: memory grows with the vocabulary, never with the number of
+tokens. ``build_vocab`` counts words in one pass (:func:`scan_counts`): the compiled reader
+(:mod:`torchw2v.corpus_compiled`) on ``workers`` threads for a plain local file, else
+:func:`scan` in Python. Training reads the corpus again on every pass, as gensim does, and
+encodes it a block at a time while the engine trains the previous block
+(:class:`StreamedCorpus`, made by :func:`encode`).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -25,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import GeneratorType
-from typing import IO, NoReturn
+from typing import IO, NoReturn, TypeVar
 
 import numpy as np
 from gensim.utils import keep_vocab_item, to_unicode
@@ -208,136 +207,140 @@ def not_a_string(number: int, position: int | None, token: object) -> TypeError:
     )
 
 
-def _check_words(index: dict, ids: array, offsets: array) -> None:
-    """Raise :func:`not_a_string` for the first token that is not a ``str``: a check per
-    distinct word, not per token."""
-    for word, raw_id in index.items():
-        if not isinstance(word, str):
-            at = int(np.argmax(np.frombuffer(ids, dtype=np.int32) == raw_id))
-            number = int(np.searchsorted(np.frombuffer(offsets, dtype=np.int64), at, "right")) - 1
-            raise not_a_string(number, at - offsets[number], word)
-
-
-def chunk_bounds(offsets: np.ndarray, chunk_words: int) -> np.ndarray:
-    """Sentence indices that cut the corpus into chunks of about ``chunk_words`` tokens."""
-    marks = np.arange(chunk_words, offsets[-1], chunk_words)
-    cuts = np.searchsorted(offsets, marks)
-    return np.unique(np.concatenate(([0], cuts, [len(offsets) - 1])))
-
-
-@dataclass
-class EncodedCorpus:
-    """A corpus as word ids, sentences back to back.
-
-    Attributes
-    ----------
-    ids : numpy.ndarray
-        ``(N,)`` int32 word ids.
-    offsets : numpy.ndarray
-        ``(S + 1,)`` int64: sentence ``s`` is ``ids[offsets[s]:offsets[s + 1]]``.
-    raw_words : int
-        Tokens read from the corpus, including those not in the vocabulary.
-    """
-
-    ids: np.ndarray
-    offsets: np.ndarray
-    raw_words: int
-
-    @property
-    def sentences(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def tokens(self) -> int:
-        """Ids held: the tokens in the vocabulary."""
-        return self.ids.size
-
-    def plan(self, chunk_words: int) -> tuple[np.ndarray, np.ndarray]:
-        """Chunks of about ``chunk_words`` tokens: ``(C + 1,)`` sentence bounds (as
-        :func:`chunk_bounds`) and the tokens before each bound."""
-        bounds = chunk_bounds(self.offsets, chunk_words)
-        return bounds, self.offsets[bounds]
-
-    def chunks(self, bounds: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-        """Chunk ``c`` (sentences ``bounds[c]:bounds[c + 1]``) for each ``c``: its ids, its
-        offsets from zero, and its first token's position in the corpus."""
-        for first, last in zip(bounds[:-1], bounds[1:]):
-            offsets = self.offsets[first : last + 1]
-            start = int(offsets[0])
-            yield self.ids[start : int(offsets[-1])], offsets - start, start
-
-    def remapped(self, remap: np.ndarray) -> EncodedCorpus:
-        """Map every id through ``remap`` and drop the tokens mapped (or already set) to -1."""
-        ids = np.append(remap.astype(np.int32), np.int32(-1))[self.ids]  # id -1 stays -1
-        keep = ids >= 0
-        kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-        return EncodedCorpus(ids[keep], kept_before[self.offsets], self.raw_words)
-
+Block = tuple[np.ndarray, np.ndarray, int]
+"""Encoded sentences: ``(N,)`` int32 ids, ``(S + 1,)`` int64 offsets from zero (sentence ``s``
+is ``ids[offsets[s]:offsets[s + 1]]``) and the raw tokens read, unknown words included."""
 
 BLOCK_BYTES = 8 << 20
-"""A :class:`StreamedCorpus` encodes its file this many bytes at a time."""
+"""A corpus file is encoded this many bytes at a time."""
+
+BLOCK_WORDS = 1 << 20
+"""A corpus iterable is encoded (and scanned) this many tokens at a time."""
+
+T = TypeVar("T")
+
+
+def read_ahead(items: Iterable[T]) -> Iterator[T]:
+    """The items of ``items``, each made in a helper thread while the caller uses the previous
+    one (the compiled reader and engines release the GIL, so both run at once)."""
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="torchw2v reader") as reader:
+        iterator = iter(items)
+        following = reader.submit(next, iterator, done)
+        while (item := following.result()) is not done:
+            following = reader.submit(next, iterator, done)
+            yield item
+
+
+class FileBlocks:
+    """The lines of a byte range of a plain local file, encoded by the compiled reader on
+    ``workers`` threads, ``BLOCK_BYTES`` at a time. Iterating reads the file again."""
+
+    def __init__(
+        self, path: str, index: corpus_compiled.WordIndex, span: tuple[int, int], workers: int
+    ):
+        self.path, self.index, self.span, self.workers = path, index, span, workers
+        self.what = f"corpus_file {path!r}"
+
+    def __iter__(self) -> Iterator[Block]:
+        first, end = self.span
+        for begin in range(first, end, BLOCK_BYTES):
+            yield self.encode(begin, min(begin + BLOCK_BYTES, end))
+
+    def encode(self, begin: int, end: int) -> Block:
+        """The lines that start in ``[begin, end)``."""
+        ranges = corpus_compiled.split_range(begin, end, self.workers)
+        ids, offsets, _, raw_words, bad_line = corpus_compiled.encode_words(
+            self.path, ranges, self.index, self.workers, report=False
+        )
+        if bad_line >= 0:
+            _raise_not_utf8(self.path, bad_line)
+        return ids, offsets, raw_words
+
+
+class SentenceBlocks:
+    """A restartable iterable of token lists, encoded in Python about ``BLOCK_WORDS`` tokens
+    at a time; words outside ``key_to_index`` are dropped. Iterating reads the corpus again.
+
+    Raises
+    ------
+    TypeError
+        A sentence is not a list of ``str`` tokens (see :func:`token_error`).
+    """
+
+    def __init__(self, sentences: Iterable[list[str]], key_to_index: Mapping[str, int]):
+        self.sentences, self.key_to_index = sentences, key_to_index
+        self.what = "corpus_iterable"
+
+    def __iter__(self) -> Iterator[Block]:
+        get = self.key_to_index.get
+        ids, offsets, raw_words = array("i"), array("q", [0]), 0
+        for number, sentence in enumerate(self.sentences):
+            check_sentence(sentence, number)
+            try:
+                encoded = [get(word, -1) for word in sentence]
+                if -1 in encoded:  # an unknown word: is every token a str? (join is C-fast)
+                    "".join(sentence)
+            except TypeError:
+                raise token_error(sentence, number) from None
+            raw_words += len(encoded)
+            ids.extend(encoded)
+            offsets.append(len(ids))
+            if len(ids) >= BLOCK_WORDS:
+                yield _known(ids, offsets, raw_words)
+                ids, offsets, raw_words = array("i"), array("q", [0]), 0
+        if len(offsets) > 1:
+            yield _known(ids, offsets, raw_words)
+
+
+def _known(ids: array, offsets: array, raw_words: int) -> Block:
+    """The block of ``ids`` without the unknown words' -1s."""
+    ids_, offsets_ = np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64)
+    keep = ids_ >= 0
+    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+    return ids_[keep], kept_before[offsets_], raw_words
 
 
 class StreamedCorpus:
-    """A plain local corpus file as word ids, encoded again block by block on every pass.
+    """A corpus as word ids, encoded again block by block on every pass.
 
-    No ids outlive a pass: at most two blocks of ids (the next one is encoded in a helper
-    thread while the current one trains) plus the part of a chunk carried across a block
-    boundary are held, about ``4 * 2 * BLOCK_BYTES / bytes per token`` bytes whatever the
-    length of the file. Its chunks are exactly those :class:`EncodedCorpus` cuts from the
-    same file, so training on either is the same. Build it with :func:`encode`.
+    No ids outlive a pass: at most two blocks (the next one is encoded in a helper thread
+    while the current one trains) plus the part of a chunk carried across a block boundary
+    are held, whatever the length of the corpus. A first pass counts the corpus and plans
+    its chunks. Build it with :func:`encode`.
 
     Parameters
     ----------
-    path : str
-        A plain local file.
-    index : corpus_compiled.WordIndex
-        The vocabulary.
-    span : (int, int)
-        The byte range whose lines are read.
-    workers : int
-        Threads encoding each block.
+    blocks : FileBlocks or SentenceBlocks
+        The corpus, encoded a block at a time each time it is iterated.
     chunk_words : int
-        The chunk size of the plan worked out while counting (:meth:`plan`).
+        The chunk size of the first plan (:meth:`plan`).
 
     Attributes
     ----------
     tokens, sentences, raw_words : int
-        Tokens in the vocabulary, sentences (lines) and tokens read, counted by a first pass.
-
-    Raises
-    ------
-    ValueError
-        A line of the file is not UTF-8 (the error the Python reader raises).
+        Tokens in the vocabulary, sentences and tokens read, counted by the first pass.
     """
 
-    def __init__(
-        self,
-        path: str,
-        index: corpus_compiled.WordIndex,
-        span: tuple[int, int],
-        workers: int,
-        chunk_words: int,
-    ):
-        self.path, self.index, self.workers = path, index, workers
-        self.blocks = [
-            (begin, min(begin + BLOCK_BYTES, span[1]))
-            for begin in range(span[0], span[1], BLOCK_BYTES)
-        ]
+    def __init__(self, blocks: FileBlocks | SentenceBlocks, chunk_words: int):
+        self.blocks = blocks
         self._plans = {chunk_words: self._survey(chunk_words)}
 
     def plan(self, chunk_words: int) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`EncodedCorpus.plan` (a pass over the file for a new ``chunk_words``)."""
+        """Chunks of about ``chunk_words`` tokens: ``(C + 1,)`` sentence indices (chunk ``c``
+        is sentences ``bounds[c]:bounds[c + 1]``, cut at the first sentence that starts at or
+        past each multiple of ``chunk_words`` tokens) and the tokens before each bound. A new
+        ``chunk_words`` takes a pass over the corpus."""
         if chunk_words not in self._plans:
             self._plans[chunk_words] = self._survey(chunk_words)
         return self._plans[chunk_words]
 
     def _survey(self, chunk_words: int) -> tuple[np.ndarray, np.ndarray]:
-        """Count the corpus and find :func:`chunk_bounds` block by block, holding no ids."""
+        """Count the corpus and find the plan's bounds block by block, holding no ids."""
         cuts, done, marks = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], [np.zeros(1)]
         tokens = sentences = raw_words = 0
         next_mark = chunk_words
-        for _, offsets, raw in self._encoded_blocks():
+        for _, offsets, raw in read_ahead(self.blocks):
             reached = offsets + tokens  # corpus positions of the block's sentence bounds
             marks.append(np.arange(next_mark, reached[-1] + 1, chunk_words))
             next_mark += marks[-1].size * chunk_words
@@ -355,17 +358,18 @@ class StreamedCorpus:
         return bounds, np.concatenate(done)[keep][first]
 
     def chunks(self, bounds: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-        """As :meth:`EncodedCorpus.chunks`, reading the file once.
+        """Chunk ``c`` (sentences ``bounds[c]:bounds[c + 1]``) for each ``c``, in one pass:
+        its ids, its offsets from zero, and its first token's position in the corpus.
 
         Raises
         ------
         RuntimeError
-            The file no longer holds the sentences of ``bounds``.
+            The corpus no longer holds the sentences of ``bounds``.
         """
         ids, offsets = np.zeros(0, np.int32), np.zeros(1, np.int64)  # sentences carried over
         first_sentence = first_token = 0  # corpus positions of the carried sentences
         reached = 1  # bounds[:reached] are done
-        for block_ids, block_offsets, _ in self._encoded_blocks():
+        for block_ids, block_offsets, _ in read_ahead(self.blocks):
             ids = np.concatenate((ids, block_ids))
             offsets = np.concatenate((offsets[:-1], block_offsets + offsets[-1]))
             held_end = first_sentence + offsets.size - 1  # past the last sentence held
@@ -379,32 +383,19 @@ class StreamedCorpus:
             lo = offsets[cut]
             ids, offsets = ids[lo:], offsets[cut:] - lo
             first_sentence, first_token = first_sentence + int(cut), first_token + int(lo)
+        if bounds[-1] == first_sentence and reached < len(bounds):  # empty chunks at the end
+            yield from ((ids, offsets, first_token),) * (len(bounds) - reached)
+            reached = len(bounds)
         if reached != len(bounds):
-            raise RuntimeError(f"corpus_file {self.path!r} changed while it was trained on")
-
-    def _encoded_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-        """Each block's ids, offsets from zero and raw tokens; the next encoded meanwhile."""
-        with ThreadPoolExecutor(1, thread_name_prefix="torchw2v reader") as reader:
-            ahead = None
-            for block in [*self.blocks, None]:
-                following = None if block is None else reader.submit(self._encode, block)
-                if ahead is not None:
-                    yield ahead.result()
-                ahead = following
-
-    def _encode(self, block: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
-        ranges = corpus_compiled.split_range(*block, self.workers)
-        ids, offsets, _, raw_words, bad_line = corpus_compiled.encode_words(
-            self.path, ranges, self.index, self.workers, report=False
-        )
-        if bad_line >= 0:
-            _raise_not_utf8(self.path, bad_line)
-        return ids, offsets, raw_words
+            raise RuntimeError(
+                f"{self.blocks.what} changed while it was trained on: it must give the same "
+                "sentences on every pass"
+            )
 
 
 @dataclass
 class ScannedCorpus:
-    """The result of one pass over a corpus: raw vocabulary, and the corpus as raw ids if kept.
+    """The result of one pass over a corpus: its raw vocabulary.
 
     Attributes
     ----------
@@ -414,32 +405,18 @@ class ScannedCorpus:
         ``(len(words),)`` int64 counts.
     sentences, raw_words : int
         Sentences and tokens read.
-    corpus : EncodedCorpus or None
-        Tokens as indices into ``words``; tokens pruned during the scan are dropped. None
-        when the compiled reader counted a file: :func:`encode` it with the final vocabulary.
     first : (numpy.ndarray, numpy.ndarray) or None
         Where each word first occurs: ``(W,)`` int64 sentence keys, which sort the scanned
-        sentences in order (the compiled reader's are byte offsets of lines), and ``(W,)``
-        int64 token positions in those sentences. None: derived from ``corpus``.
+        sentences in order (sentence numbers, or the compiled reader's byte offsets of
+        lines), and ``(W,)`` int64 token positions in those sentences. None once merged
+        across ranks.
     """
 
     words: list[str]
     counts: np.ndarray
     sentences: int
     raw_words: int
-    corpus: EncodedCorpus | None = None
     first: tuple[np.ndarray, np.ndarray] | None = None
-
-    def first_occurrences(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each word's first occurrence: ``(sentence key, position)``, see ``first``."""
-        if self.first is not None:
-            return self.first
-        corpus = self.corpus
-        first = np.full(len(self.words), corpus.ids.size, dtype=np.int64)
-        present, at = np.unique(corpus.ids, return_index=True)
-        first[present] = at  # (W,) each word's first token
-        sentence = np.searchsorted(corpus.offsets, first, side="right") - 1
-        return sentence, first - corpus.offsets[sentence]
 
 
 def scan_counts(
@@ -452,9 +429,9 @@ def scan_counts(
     """``build_vocab``'s pass over a corpus: the words, their counts and first occurrences.
 
     A plain local :class:`CorpusFile` is counted by the compiled reader on ``workers``
-    threads, without keeping its ids (``corpus`` is None). Anything else, and a file when
-    ``max_vocab_size`` is set (its pruning follows the order in which one reader meets the
-    sentences), goes through :func:`scan`. Both give the same words, counts and order.
+    threads. Anything else, and a file when ``max_vocab_size`` is set (its pruning follows
+    the order in which one reader meets the sentences), goes through :func:`scan`. Both give
+    the same words, counts and order.
 
     Raises
     ------
@@ -472,7 +449,7 @@ def scan_counts(
         found.counts,
         found.lines,
         found.tokens,
-        first=(found.first_line, found.first_position),
+        (found.first_line, found.first_position),
     )
     _log_collected(scanned)
     return scanned
@@ -493,7 +470,8 @@ def scan(
     trim_rule: Callable | None = None,
     progress_per: int = 10000,
 ) -> ScannedCorpus:
-    """Count words and encode the corpus in a single pass.
+    """Count words in Python, ``BLOCK_WORDS`` tokens at a time: memory grows with the
+    vocabulary, not the corpus.
 
     Matches gensim's ``scan_vocab``, including its ``max_vocab_size`` pruning: whenever more
     than ``max_vocab_size`` distinct words are held, words seen fewer than ``min_reduce`` times
@@ -501,16 +479,16 @@ def scan(
     grows by one.
     """
     index: dict[str, int] = {}
-    ids = array("i")
-    offsets = array("q", [0])
-    min_reduce = 1
+    tally = _Tally()
+    ids, offsets = array("i"), array("q", [0])
+    min_reduce, number = 1, -1
     for number, sentence in enumerate(sentences):
         check_sentence(sentence, number)
         if number % progress_per == 0:
             logger.info(
                 "PROGRESS: at sentence #%i, processed %i words, keeping %i word types",
                 number,
-                len(ids),
+                tally.raw_words + len(ids),
                 len(index),
             )
         setdefault = index.setdefault
@@ -519,90 +497,90 @@ def scan(
         except TypeError:  # not iterable, or an unhashable token
             raise token_error(sentence, number) from None
         offsets.append(len(ids))
-        if max_vocab_size and len(index) > max_vocab_size:
-            _check_words(index, ids, offsets)  # before pruning forgets a word
-            index = _prune(index, ids, min_reduce, trim_rule)
+        prune = bool(max_vocab_size) and len(index) > max_vocab_size
+        if prune or len(ids) >= BLOCK_WORDS:
+            tally.add(index, ids, offsets, number + 1)
+            ids, offsets = array("i"), array("q", [0])
+        if prune:
+            index = tally.prune(index, min_reduce, trim_rule)
             min_reduce += 1
-    _check_words(index, ids, offsets)
-    raw_ids = np.frombuffer(ids, dtype=np.int32)
-    counts = np.bincount(raw_ids[raw_ids >= 0], minlength=len(index)).astype(np.int64)
-    corpus = EncodedCorpus(raw_ids, np.frombuffer(offsets, dtype=np.int64), len(raw_ids))
-    if max_vocab_size:  # drop the occurrences forgotten by pruning
-        corpus = corpus.remapped(np.arange(len(index), dtype=np.int32))
-    scanned = ScannedCorpus(list(index), counts, corpus.sentences, corpus.raw_words, corpus)
+    tally.add(index, ids, offsets, number + 1)
+    scanned = ScannedCorpus(
+        list(index), tally.counts, number + 1, tally.raw_words, (tally.sentence, tally.position)
+    )
     _log_collected(scanned)
     return scanned
 
 
-def _prune(
-    index: dict[str, int], ids: array, min_reduce: int, trim_rule: Callable | None
-) -> dict[str, int]:
-    """Forget rare words as gensim's ``prune_vocab`` does; renumber ``ids`` in place.
+class _Tally:
+    """:func:`scan`'s counts and first occurrences, ``(W,)`` int64 arrays indexed by word id,
+    added up a block of raw ids at a time."""
 
-    Occurrences of forgotten words become -1, and survivors keep their relative order, so
-    ids stay dense and ``len(index)`` remains the next free id.
-    """
-    view = np.frombuffer(ids, dtype=np.int32)
-    counts = np.bincount(view[view >= 0], minlength=len(index))
-    survivors = {
-        w: i for w, i in index.items() if keep_vocab_item(w, counts[i], min_reduce, trim_rule)
-    }
-    remap = np.full(len(index) + 1, -1, dtype=np.int32)  # the last slot maps -1 to -1
-    remap[list(survivors.values())] = np.arange(len(survivors), dtype=np.int32)
-    view[:] = remap[view]
-    del view  # release the buffer so `ids` can grow again
-    return {w: new for new, w in enumerate(survivors)}
+    def __init__(self) -> None:
+        self.counts, self.sentence, self.position = (np.zeros(0, np.int64) for _ in range(3))
+        self.raw_words = 0
+
+    def add(self, index: dict[str, int], ids: array, offsets: array, end: int) -> None:
+        """Add the sentences ``end - len(offsets) + 1 .. end - 1``, encoded as ``ids`` and
+        ``offsets`` against ``index``; words new to the tally must be ``str``."""
+        raw, bounds = np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64)
+        known, first_sentence = self.counts.size, end - (bounds.size - 1)
+        at = np.flatnonzero(raw >= known)  # (n,) where words new to the tally occur
+        new, first = np.unique(raw[at], return_index=True)
+        at = at[first]  # (len(index) - known,) the first occurrence of each new word
+        sentence = np.searchsorted(bounds, at, side="right") - 1
+        position = at - bounds[sentence]
+        new_words = list(itertools.islice(reversed(index), len(index) - known))[::-1]
+        for word, number, token in zip(new_words, sentence, position):
+            if not isinstance(word, str):
+                raise not_a_string(first_sentence + int(number), int(token), word)
+        grown = np.zeros(len(index) - known, np.int64)
+        self.counts = np.concatenate((self.counts, grown)) + np.bincount(raw, minlength=len(index))
+        self.sentence = np.concatenate((self.sentence, sentence + first_sentence))
+        self.position = np.concatenate((self.position, position))
+        self.raw_words += raw.size
+
+    def prune(self, index: dict[str, int], min_reduce: int, trim_rule: Callable | None) -> dict:
+        """Forget rare words as gensim's ``prune_vocab`` does; the survivors keep their order
+        and get the ids ``0, 1, ...``."""
+        keep = np.array(
+            [
+                keep_vocab_item(word, count, min_reduce, trim_rule)
+                for word, count in zip(index, self.counts.tolist())
+            ],
+            dtype=bool,
+        )
+        self.counts, self.sentence, self.position = (
+            a[keep] for a in (self.counts, self.sentence, self.position)
+        )
+        return {word: i for i, word in enumerate(itertools.compress(index, keep))}
 
 
 def encode(
     sentences: Iterable[list[str]],
     key_to_index: Mapping[str, int],
     workers: int = 1,
-    chunk_words: int | None = None,
-) -> EncodedCorpus | StreamedCorpus:
-    """Encode a corpus with an existing vocabulary, dropping unknown words.
+    chunk_words: int = 2**18,
+) -> StreamedCorpus:
+    """A corpus as word ids against an existing vocabulary, unknown words dropped, streamed
+    (:class:`StreamedCorpus`, first planned for chunks of ``chunk_words`` tokens).
 
     A plain local :class:`CorpusFile` is read by the compiled reader on ``workers`` threads
     when the ids of ``key_to_index`` are ``0, 1, ...`` in its order (as ``wv.key_to_index``);
-    with ``chunk_words`` it is then not held but streamed (:class:`StreamedCorpus`, planned
-    for chunks of that many tokens).
+    anything else is encoded in Python.
 
     Raises
     ------
     ValueError
         A line of the file is not UTF-8 (the error the Python reader raises).
+    TypeError
+        A sentence is not a list of ``str`` tokens.
     """
     span = _compiled_span(sentences)
     if span is not None and _dense(key_to_index):
         index = corpus_compiled.WordIndex(key_to_index)
-        if chunk_words:
-            return StreamedCorpus(sentences.path, index, span, workers, chunk_words)
-        ranges = corpus_compiled.split_range(*span, workers)
-        ids, offsets, _, raw_words, bad_line = corpus_compiled.encode_words(
-            sentences.path, ranges, index, workers
-        )
-        if bad_line >= 0:
-            _raise_not_utf8(sentences.path, bad_line)
-        return EncodedCorpus(ids, offsets, raw_words)
-    ids = array("i")
-    offsets = array("q", [0])
-    get = key_to_index.get
-    raw_words = 0
-    for number, sentence in enumerate(sentences):
-        check_sentence(sentence, number)
-        try:
-            encoded = [get(word, -1) for word in sentence]
-            if -1 in encoded:  # an unknown word: is every token a str? (join is C-fast)
-                "".join(sentence)
-        except TypeError:
-            raise token_error(sentence, number) from None
-        raw_words += len(encoded)
-        ids.extend(encoded)
-        offsets.append(len(ids))
-    corpus = EncodedCorpus(
-        np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw_words
-    )
-    return corpus.remapped(np.arange(len(key_to_index), dtype=np.int32))
+        return StreamedCorpus(FileBlocks(sentences.path, index, span, workers), chunk_words)
+    return StreamedCorpus(SentenceBlocks(sentences, key_to_index), chunk_words)
 
 
 def _dense(key_to_index: Mapping[str, int]) -> bool:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .corpus import CorpusFile, EncodedCorpus, ScannedCorpus, seekable
+from .corpus import CorpusFile, ScannedCorpus, StreamedCorpus, seekable
 from .trainer import ChunkPlan, EpochReport, Position
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def vocabulary_part(
     ``s`` is sentence ``s * world + rank`` of a :class:`RoundRobin` shard, and comes after
     every sentence of lower ranks in a byte-range shard.
     """
-    sentence, position = scanned.first_occurrences()
+    sentence, position = scanned.first
     if isinstance(shard, RoundRobin):
         sentence = sentence * world + rank
     else:
@@ -260,8 +260,8 @@ class Cluster:
         Returns
         -------
         (ScannedCorpus, int, int)
-            The whole corpus's words and counts (order of first occurrence) with this rank's
-            shard encoded against them; the whole corpus's sentences and raw words.
+            The whole corpus's words and counts (order of first occurrence); the whole
+            corpus's sentences and raw words.
         """
         if self.world == 1:
             return scanned, scanned.sentences, scanned.raw_words
@@ -269,11 +269,8 @@ class Cluster:
         with self._guard("merging the vocabulary"):
             dist.all_gather_object(parts, vocabulary_part(scanned, shard, self.rank, self.world))
         words, counts = merge_vocabularies(parts)
-        index = {word: i for i, word in enumerate(words)}
-        to_merged = np.array([index[word] for word in scanned.words], dtype=np.int32)
         sentences, raw_words = self._sum(np.array([scanned.sentences, scanned.raw_words]))
-        corpus = None if scanned.corpus is None else scanned.corpus.remapped(to_merged)
-        merged = ScannedCorpus(words, counts, scanned.sentences, scanned.raw_words, corpus)
+        merged = ScannedCorpus(words, counts, scanned.sentences, scanned.raw_words)
         return merged, int(sentences), int(raw_words)
 
     # ------------------------------------------------------------------ training
@@ -282,20 +279,18 @@ class Cluster:
         """This rank's engine seed: distinct random streams on every rank."""
         return seed + self.rank * 2**32
 
-    def plan(self, corpus: EncodedCorpus) -> ChunkPlan | None:
+    def plan(self, corpus: StreamedCorpus) -> ChunkPlan | None:
         """Chunks in lockstep: the same number on every rank, about ``every_words / world``
-        words each, with progress counted over all ranks. ``None`` (the trainer's own
-        chunks) for one rank."""
+        words each (a rank whose long sentences fill fewer ends with empty ones), with
+        progress counted over all ranks. ``None`` (the trainer's own chunks) for one rank."""
         if self.world == 1:
             return None
-        words = corpus.ids.size
         per_rank = max(1, self.policy.every_words // self.world)
-        largest = int(self._max(np.array([words]))[0])
+        largest = int(self._max(np.array([corpus.tokens]))[0])
         chunks = max(1, math.ceil(largest / per_rank))
-        marks = np.arange(1, chunks) * words // chunks
-        cuts = np.searchsorted(corpus.offsets, marks)
-        bounds = np.concatenate(([0], cuts, [corpus.sentences]))
-        done = self._sum(corpus.offsets[bounds])  # (chunks + 1,) words of all ranks
+        bounds, done = corpus.plan(max(1, math.ceil(corpus.tokens / chunks)))
+        bounds, done = (np.pad(a, (0, chunks + 1 - a.size), mode="edge") for a in (bounds, done))
+        done = self._sum(done)  # (chunks + 1,) words of all ranks
         return ChunkPlan(bounds, done / max(int(done[-1]), 1))
 
     def share_start(self, start: Position | None) -> Position | None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .corpus import EncodedCorpus, StreamedCorpus
+from .corpus import StreamedCorpus
 from .engines import ChunkStats, Engine
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ class Trainer:
     ----------
     engine : Engine
         Applies the update to the weight tensors.
-    corpus : EncodedCorpus or StreamedCorpus
-        The training corpus as ids, held or read again each epoch.
+    corpus : StreamedCorpus
+        The training corpus as ids, read again each epoch.
     device : torch.device
         Where the engine's tensors live; each chunk's ids are moved there.
     chunk_words : int, optional
@@ -100,7 +100,7 @@ class Trainer:
     def __init__(
         self,
         engine: Engine,
-        corpus: EncodedCorpus | StreamedCorpus,
+        corpus: StreamedCorpus,
         device: torch.device,
         chunk_words: int | None = None,
         plan: ChunkPlan | None = None,

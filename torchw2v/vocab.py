@@ -62,7 +62,7 @@ def build_vocabulary(
     max_final_vocab: int | None = None,
     trim_rule: Callable | None = None,
     sorted_vocab: bool = True,
-) -> tuple[Vocabulary, np.ndarray]:
+) -> Vocabulary:
     """Turn raw counts into the training vocabulary, as gensim's ``prepare_vocab`` does.
 
     Parameters
@@ -76,9 +76,7 @@ def build_vocabulary(
 
     Returns
     -------
-    (Vocabulary, numpy.ndarray)
-        The vocabulary and an int32 array mapping each raw word index to its final id,
-        or -1 for a dropped word.
+    Vocabulary
     """
     raw_counts = np.asarray(raw_counts, dtype=np.int64)
     min_count = effective_min_count(raw_counts, min_count, max_final_vocab)
@@ -86,8 +84,6 @@ def build_vocabulary(
     if sorted_vocab:
         kept = kept[np.lexsort((-np.arange(len(kept)), -raw_counts[kept]))]
     counts = raw_counts[kept]
-    remap = np.full(len(raw_words), -1, dtype=np.int32)
-    remap[kept] = np.arange(len(kept), dtype=np.int32)
     vocab = Vocabulary(
         words=[raw_words[i] for i in kept.tolist()],
         counts=counts,
@@ -106,7 +102,7 @@ def build_vocabulary(
         counts.sum(),
         raw_counts.sum(),
     )
-    return vocab, remap
+    return vocab
 
 
 def effective_min_count(counts: np.ndarray, min_count: int, max_final_vocab: int | None) -> int:
@@ -191,18 +187,13 @@ def extend_vocabulary(
     sample: float,
     ns_exponent: float,
     trim_rule: Callable | None = None,
-) -> tuple[Vocabulary, np.ndarray]:
+) -> Vocabulary:
     """Add a new corpus's words to ``old``, as gensim's ``build_vocab(update=True)`` does.
 
     New words passing ``old.effective_min_count`` (or ``trim_rule``) are appended in order of
     first occurrence; every known word's count grows by its count in the new corpus. Like
     gensim, the subsampling thresholds of the words kept from the new corpus are recomputed
     from the new corpus's counts alone; the others keep theirs.
-
-    Returns
-    -------
-    (Vocabulary, numpy.ndarray)
-        The extended vocabulary and the int32 map from raw word index to final id (-1: dropped).
     """
     raw_counts = np.asarray(raw_counts, dtype=np.int64)
     index = {word: i for i, word in enumerate(old.words)}
@@ -229,7 +220,7 @@ def extend_vocabulary(
         effective_min_count=old.effective_min_count,
         report=prepare_report(len(raw_words), raw_counts[kept], sample),
     )
-    return vocab, remap
+    return vocab
 
 
 def huffman_paths(codes: list[np.ndarray], points: list[np.ndarray]) -> tuple[np.ndarray, ...]:

@@ -32,7 +32,7 @@ from gensim.utils import call_on_class_only
 
 from . import persistence, safe_pickle
 from . import trainer as training
-from .corpus import EncodedCorpus, ScannedCorpus, StreamedCorpus, as_sentences, encode, scan_counts
+from .corpus import ScannedCorpus, StreamedCorpus, as_sentences, encode, scan_counts
 from .distributed import Cluster, SyncPolicy, chain
 from .engines import (
     ENGINES,
@@ -291,8 +291,7 @@ class Word2Vec:
         self.running_training_loss = 0.0
         self.epoch_loss = 0.0
         self.min_alpha_yet_reached = alpha
-        self._cache: tuple[Any, EncodedCorpus] | None = None  # (source key, encoded corpus)
-        self._scanned: tuple[Any, ScannedCorpus] | None = None  # scan_vocab's, for prepare_vocab
+        self._scanned: ScannedCorpus | None = None  # scan_vocab's, for prepare_vocab
 
         if sentences is not None or corpus_file is not None:
             self.build_vocab(
@@ -378,10 +377,9 @@ class Word2Vec:
     ) -> None:
         """Build the vocabulary from a corpus and initialise the weights.
 
-        An iterable corpus is read once; its encoded form is kept so that ``train`` on the
-        same corpus does not read it again. A plain local ``corpus_file`` is counted by the
-        compiled reader on ``workers`` threads, and ``train`` reads it again the same way
-        every epoch, a block at a time: memory does not grow with the length of the file.
+        The corpus is read once here, and ``train`` reads it again every epoch, a block at a
+        time, as gensim does: memory does not grow with the length of the corpus. A plain
+        local ``corpus_file`` is read by the compiled reader on ``workers`` threads.
 
         Parameters
         ----------
@@ -438,7 +436,7 @@ class Word2Vec:
         scanned, self.corpus_count, self.corpus_total_words = self._cluster.merge_vocabulary(
             scanned, sentences
         )
-        self._scanned = (_source_key(corpus_iterable, corpus_file), scanned)
+        self._scanned = scanned
         return self.corpus_total_words, self.corpus_count
 
     def prepare_vocab(
@@ -474,14 +472,13 @@ class Word2Vec:
         """
         if self._scanned is None:
             raise RuntimeError("no word counts to prepare: call scan_vocab(corpus) first")
-        key, scanned = self._scanned
+        scanned = self._scanned
         min_count, sample = min_count or self.min_count, sample or self.sample
-        vocab, remap = self._install_counts(
+        vocab = self._install_counts(
             scanned.words, scanned.counts, update, trim_rule, min_count, sample, dry_run
         )
         if not dry_run:
             self.min_count, self.sample = min_count, sample
-            self._cache = None if scanned.corpus is None else (key, scanned.corpus.remapped(remap))
             self._scanned = self._scanned if keep_raw_vocab else None
         return vocab.report
 
@@ -512,7 +509,6 @@ class Word2Vec:
         counts = np.fromiter((word_freq[w] for w in words), dtype=np.int64, count=len(words))
         self._install_counts(words, counts, update, trim_rule)
         self.corpus_count = corpus_count or 0
-        self._cache = None
 
     def _install_counts(
         self,
@@ -523,11 +519,10 @@ class Word2Vec:
         min_count: int | None = None,
         sample: float | None = None,
         dry_run: bool = False,
-    ) -> tuple[Vocabulary, np.ndarray]:
+    ) -> Vocabulary:
         """Make the vocabulary from raw counts (or extend it) and install it unless ``dry_run``.
 
-        ``min_count`` and ``sample`` default to the model's. Returns the vocabulary and the
-        raw-to-id map.
+        ``min_count`` and ``sample`` default to the model's. Returns the vocabulary.
         """
         sample = self.sample if sample is None else sample
         if update:
@@ -536,7 +531,7 @@ class Word2Vec:
                     "cannot update the vocabulary of a model that has none: call "
                     "build_vocab(corpus) once without update=True first"
                 )
-            vocab, remap = extend_vocabulary(
+            vocab = extend_vocabulary(
                 self._vocabulary(),
                 words,
                 counts,
@@ -545,7 +540,7 @@ class Word2Vec:
                 trim_rule=trim_rule,
             )
         else:
-            vocab, remap = build_vocabulary(
+            vocab = build_vocabulary(
                 words,
                 counts,
                 min_count=self.min_count if min_count is None else min_count,
@@ -556,7 +551,7 @@ class Word2Vec:
                 sorted_vocab=bool(self.sorted_vocab),
             )
         if dry_run:
-            return vocab, remap
+            return vocab
         if not len(vocab):
             raise EmptyVocabularyError(
                 f"the vocabulary is empty: none of the {len(words)} distinct words of the "
@@ -564,7 +559,7 @@ class Word2Vec:
                 f"{vocab.effective_min_count} times; lower min_count or train on more text"
             )
         self._set_vocabulary(vocab, update)
-        return vocab, remap
+        return vocab
 
     def _vocabulary(self) -> Vocabulary:
         """The current vocabulary, read back from ``wv`` and the model."""
@@ -799,7 +794,7 @@ class Word2Vec:
         return engine
 
     def _resume(
-        self, path: str | Path, schedule: Schedule, corpus: EncodedCorpus | StreamedCorpus
+        self, path: str | Path, schedule: Schedule, corpus: StreamedCorpus
     ) -> Position | None:
         """Load the weights and position of a checkpoint at ``path``, if there is one."""
         if not persistence.exists(path):
@@ -825,16 +820,10 @@ class Word2Vec:
 
     def _encoded(
         self, corpus_iterable: Iterable[list[str]] | None, corpus_file: str | Path | None
-    ) -> EncodedCorpus | StreamedCorpus:
-        """The corpus as ids: the one ``build_vocab`` read if it is the same, else read now
-        (a plain local file on one machine is streamed, its ids never all held)."""
-        if self._cache is not None and _same_source(
-            self._cache[0], _source_key(corpus_iterable, corpus_file)
-        ):
-            return self._cache[1]
+    ) -> StreamedCorpus:
+        """The corpus (this rank's shard of it) as ids, streamed: read again every epoch."""
         sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
-        chunk_words = training.CHUNK_WORDS if self._cluster.world == 1 else None
-        return encode(sentences, self.wv.key_to_index, self.workers, chunk_words)
+        return encode(sentences, self.wv.key_to_index, self.workers, training.CHUNK_WORDS)
 
     def _sampling_tables(self) -> SamplingTables:
         """Subsampling thresholds, negative table and Huffman paths on the training device."""
@@ -1116,7 +1105,6 @@ class Word2Vec:
         self._set_vocabulary(vocab)
         self.corpus_count = other_model.corpus_count
         self.corpus_total_words = other_model.corpus_total_words
-        self._cache = None
 
     def __str__(self) -> str:
         return (
@@ -1125,9 +1113,7 @@ class Word2Vec:
         )
 
 
-def _checkpoint_key(
-    model: Word2Vec, schedule: Schedule, corpus: EncodedCorpus | StreamedCorpus
-) -> dict:
+def _checkpoint_key(model: Word2Vec, schedule: Schedule, corpus: StreamedCorpus) -> dict:
     """What must match for a checkpoint to belong to this training run."""
     return {
         "settings": {name: getattr(model, name) for name in SETTINGS},
@@ -1146,7 +1132,7 @@ class _Checkpointer:
         path: str | Path,
         every: float,
         schedule: Schedule,
-        corpus: EncodedCorpus | StreamedCorpus,
+        corpus: StreamedCorpus,
     ):
         self.model, self.path, self.every = model, path, every
         self.key = _checkpoint_key(model, schedule, corpus)
@@ -1283,13 +1269,3 @@ def _callbacks(callbacks: Any) -> tuple:
                 "gensim.models.callbacks.CallbackAny2Vec"
             )
     return callbacks
-
-
-def _source_key(corpus_iterable: Any, corpus_file: str | Path | None) -> Any:
-    """Identifies a corpus argument: the file's path, or the iterable object itself."""
-    return str(corpus_file) if corpus_file is not None else corpus_iterable
-
-
-def _same_source(a: Any, b: Any) -> bool:
-    """Whether two corpus keys name the corpus that ``build_vocab`` already read."""
-    return a is b or (isinstance(a, str) and a == b)
