@@ -1,9 +1,8 @@
-"""The vectorised torch engine, every architecture and objective, against a NumPy reference.
-
-The reference is a plain loop over centers, contexts and output rows with the engine's batch
-semantics: every update of a batch is computed from the vectors at the batch's start. The
-Huffman tree, subsampling thresholds and negative-sampling table come from gensim itself.
-"""
+"""The vectorised torch engine, every architecture and objective, against the NumPy reference
+(tests/reference.py) with the engine's batch semantics: every update of a batch is computed
+from the vectors at the batch's start. The Huffman tree, subsampling thresholds and
+negative-sampling table come from gensim itself. What every engine must do is in
+tests/test_engine_contract.py."""
 
 from __future__ import annotations
 
@@ -11,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 from gensim.models import Word2Vec as GensimWord2Vec
+from reference import full_windows, gensim_paths, reference_train
 
 from torchw2v.engines import torch_engine
-from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables, chunk_seed
+from torchw2v.engines.base import EngineConfig, SamplingTables, chunk_seed
 from torchw2v.engines.batches import UINT32_RANGE
 from torchw2v.engines.torch_engine import TorchEngine
 
@@ -58,22 +58,8 @@ def gensim_vocabulary(sentences: list[list[str]], sample: float = 0.0) -> Gensim
     return model
 
 
-def huffman_tables(model: GensimWord2Vec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """gensim's per-word Huffman ``point`` and ``code``, zero-padded to ``(V, L)``."""
-    wv = model.wv
-    codes = [wv.get_vecattr(i, "code") for i in range(len(wv))]
-    points = [wv.get_vecattr(i, "point") for i in range(len(wv))]
-    lengths = np.array([len(c) for c in codes], dtype=np.int64)
-    padded_points = np.zeros((len(wv), lengths.max()), dtype=np.int64)
-    padded_codes = np.zeros((len(wv), lengths.max()), dtype=np.uint8)
-    for w, (p, c) in enumerate(zip(points, codes)):
-        padded_points[w, : len(p)] = p
-        padded_codes[w, : len(c)] = c
-    return padded_points, padded_codes, lengths
-
-
 def sampling_tables(model: GensimWord2Vec, device: str, keep_all: bool = True) -> SamplingTables:
-    points, codes, lengths = huffman_tables(model)
+    points, codes, lengths = (t.numpy() for t in gensim_paths(model.wv))
     sample_int = model.wv.expandos["sample_int"].astype(np.int64)
     if keep_all:
         sample_int[:] = KEEP_ALL
@@ -93,7 +79,7 @@ def encode(model: GensimWord2Vec, sentences: list[list[str]]) -> tuple[np.ndarra
 
 
 # ----------------------------------------------------------------------------------------
-# NumPy reference
+# The engine's random stream, replayed
 # ----------------------------------------------------------------------------------------
 
 
@@ -112,53 +98,6 @@ def engine_negatives(seed, device, n, batch, negative, cum_table) -> list[np.nda
         draws = torch.randint(int(table[-1]), (b, negative), generator=gen, device=device)
         negatives.append(torch.searchsorted(table, draws).cpu().numpy())
     return negatives
-
-
-def reference_train(weights, ids, offsets, cfg, tables, alphas, batch, negatives):
-    """Train a chunk as the engine does, one center, context and output row at a time.
-
-    ``weights`` maps ``syn0``, ``syn1neg``, ``syn1`` to float64 arrays, updated in place;
-    ``tables`` is ``(points, codes, lengths)``; ``negatives`` one ``(b, K)`` array per batch.
-    Returns the predictions trained and their summed loss.
-    """
-    points, codes, lengths = tables
-    sentence = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    pairs, loss = 0, 0.0
-    for number, lo in enumerate(range(0, len(ids), batch)):
-        before = {name: w.copy() for name, w in weights.items()}
-        syn0 = before["syn0"]
-        for c in range(lo, min(lo + batch, len(ids))):
-            word = ids[c]
-            start, end = offsets[sentence[c]], offsets[sentence[c] + 1]
-            context = [ids[j] for j in range(start, end) if j != c and abs(j - c) <= cfg.window]
-            targets = []  # (matrix, row, label)
-            if cfg.hs:
-                for step in range(lengths[word]):
-                    targets.append(("syn1", points[word, step], 1.0 - codes[word, step]))
-            if cfg.negative:
-                targets.append(("syn1neg", word, 1.0))
-                targets += [("syn1neg", n, 0.0) for n in negatives[number][c - lo] if n != word]
-
-            if cfg.sg:
-                inputs = [(syn0[w], [w], 1.0) for w in context]
-            elif context:
-                h = syn0[context].sum(0) / (len(context) if cfg.cbow_mean else 1)
-                inputs = [(h, context, 1.0 if cfg.cbow_mean else 1.0 / len(context))]
-            else:
-                inputs = []
-            for h, receivers, share in inputs:
-                pairs += 1
-                error = np.zeros_like(h)
-                for matrix, row, label in targets:
-                    out = before[matrix][row]
-                    f = h @ out
-                    g = (label - 1 / (1 + np.exp(-f))) * alphas[number]
-                    loss += np.log1p(np.exp(-f if label else f))
-                    error += g * out
-                    weights[matrix][row] += g * h
-                for w in receivers:
-                    weights["syn0"][w] += share * error
-    return pairs, loss
 
 
 # ----------------------------------------------------------------------------------------
@@ -211,11 +150,12 @@ def run_engine(toy_vocab, device, setup, batch):
     stats = engine.train_chunk(torch.from_numpy(ids), torch.from_numpy(offsets), 0.2, 0.1)
 
     n = len(ids)
-    alphas = [0.2 + (0.1 - 0.2) * lo / n for lo in range(0, n, batch)]
+    alphas = 0.2 + (0.1 - 0.2) * (np.arange(n) // batch * batch) / n  # per batch
     negatives = engine_negatives(cfg.seed, device, n, batch, negative, toy_vocab.cum_table)
+    draws = full_windows(ids, offsets, cfg.window, np.concatenate(negatives))
     expected = {k: a.copy() for k, a in start.items()}
-    huffman = huffman_tables(toy_vocab)
-    pairs, loss = reference_train(expected, ids, offsets, cfg, huffman, alphas, batch, negatives)
+    huffman = tuple(t.numpy() for t in gensim_paths(toy_vocab.wv))
+    loss, pairs = reference_train(expected, draws, cfg, huffman, alphas, group=batch)
     return stats, tensors, start, expected, (pairs, loss)
 
 
@@ -239,15 +179,6 @@ def test_hs_alone_leaves_negative_sampling_alone(toy_vocab, setup):
     assert not np.allclose(got["syn1"].numpy(), start["syn1"])
 
 
-def test_pairs_count_predictions(toy_vocab):
-    """Skip-gram trains (center, context) pairs; CBOW trains centers that have a context."""
-    sg, *_ = run_engine(toy_vocab, "cpu", (1, 1, 0, 1), 1024)
-    cbow, *_ = run_engine(toy_vocab, "cpu", (0, 1, 0, 1), 1024)
-    window_pairs = sum(min(i, 2) + min(len(s) - 1 - i, 2) for s in TOY for i in range(len(s)))
-    assert sg.pairs == window_pairs
-    assert cbow.pairs == sum(len(s) for s in TOY if len(s) > 1)
-
-
 def test_negative_sampling_moves_only_drawn_rows(toy_vocab):
     _, got, start, *_ = run_engine(toy_vocab, "cpu", (0, 0, 3, 1), 1024)
     ids, _ = encode(toy_vocab, TOY)
@@ -260,52 +191,11 @@ def test_negative_sampling_moves_only_drawn_rows(toy_vocab):
 
 
 # ----------------------------------------------------------------------------------------
-# Settings
+# Batch sizes
 # ----------------------------------------------------------------------------------------
 
 
-def make_engine(toy_vocab, syn1neg_rows=None, syn1="same", tables=None, **settings):
-    v = len(toy_vocab.wv)
-    cfg = EngineConfig(**{"window": 2, "negative": 0, "hs": True, **settings})
-    syn1neg = torch.zeros(v if syn1neg_rows is None else syn1neg_rows, 4)
-    syn1 = torch.zeros(v, 4) if syn1 == "same" else syn1
-    tables = tables or sampling_tables(toy_vocab, "cpu")
-    return TorchEngine(torch.zeros(v, 4), syn1neg, tables, cfg, syn1=syn1)
-
-
-def test_needs_an_objective(toy_vocab):
-    with pytest.raises(ValueError, match="negative > 0 .* hs=True"):
-        make_engine(toy_vocab, hs=False)
-
-
-def test_hs_needs_syn1(toy_vocab):
-    with pytest.raises(ValueError, match="needs syn1 of syn0's shape"):
-        make_engine(toy_vocab, syn1=None)
-    with pytest.raises(ValueError, match="syn0 and syn1 must have the same shape"):
-        make_engine(toy_vocab, syn1=torch.zeros(3, 4))
-
-
-def test_hs_needs_huffman_tables(toy_vocab):
-    tables = sampling_tables(toy_vocab, "cpu")
-    bare = SamplingTables(tables.sample_int, tables.cum_table)
-    with pytest.raises(ValueError, match=r"lacks \['points', 'codes', 'lengths'\]"):
-        make_engine(toy_vocab, tables=bare)
-
-
-def test_negative_sampling_needs_syn1neg(toy_vocab):
-    with pytest.raises(ValueError, match="syn0 and syn1neg must have the same shape"):
-        make_engine(toy_vocab, syn1neg_rows=0, syn1=None, negative=5, hs=False)
-
-
-def test_empty_chunk(toy_vocab):
-    engine = make_engine(toy_vocab)
-    stats = engine.train_chunk(
-        torch.zeros(0, dtype=torch.int32), torch.zeros(1, dtype=torch.int64), 0.1, 0.1
-    )
-    assert stats == ChunkStats()
-
-
-def train_toy(toy_vocab, syn0=None, batch_centers=None, **settings) -> list[torch.Tensor]:
+def train_toy(toy_vocab, batch_centers=None, **settings) -> list[torch.Tensor]:
     """``syn0``, ``syn1neg``, ``syn1`` after one chunk of TOY (skip-gram, NS and HS)."""
     v, d = len(toy_vocab.wv), 6
     cfg = EngineConfig(
@@ -313,32 +203,11 @@ def train_toy(toy_vocab, syn0=None, batch_centers=None, **settings) -> list[torc
     )
     gen = torch.Generator().manual_seed(0)
     weights = [torch.rand(v, d, generator=gen) - 0.5 for _ in range(3)]
-    if syn0 is not None:
-        weights[0] = syn0
     tables = sampling_tables(toy_vocab, "cpu")
     engine = TorchEngine(*weights[:2], tables, cfg, syn1=weights[2], batch_centers=batch_centers)
     ids, offsets = encode(toy_vocab, TOY)
     engine.train_chunk(torch.from_numpy(ids), torch.from_numpy(offsets), 0.2, 0.2)
     return weights
-
-
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_non_finite_weights_raise_the_divergence_error(toy_vocab, value):
-    syn0 = torch.zeros(len(toy_vocab.wv), 6)
-    syn0[toy_vocab.wv.key_to_index["cat"]] = value
-    with pytest.raises(FloatingPointError, match=r"alpha=0\.2 is too high.*alpha=0\.02"):
-        train_toy(toy_vocab, syn0=syn0)
-
-
-def test_a_huge_window_costs_the_longest_sentence(toy_vocab):
-    """No context lies farther than the longest sentence allows: window=10**9 trains as that
-    window does, without (2 * 10**9)-wide tensors."""
-    longest = max(map(len, TOY))
-    huge, fitted = train_toy(toy_vocab, window=10**9), train_toy(toy_vocab, window=longest - 1)
-    for a, b in zip(huge, fitted):
-        assert torch.equal(a, b)
-    shrunk = train_toy(toy_vocab, window=10**9, shrink_windows=True)
-    assert all(torch.isfinite(w).all() for w in shrunk)
 
 
 def test_batches_shrink_to_bound_their_tensors(toy_vocab, monkeypatch):

@@ -336,5 +336,6 @@ def check_chunk(ids: torch.Tensor, offsets: torch.Tensor, vocab_size: int) -> to
     if n:
         lo, hi = (int(v) for v in torch.aminmax(ids))
         if lo < 0 or hi >= vocab_size:
-            raise ValueError(f"ids must lie in [0, {vocab_size}), found {lo if lo < 0 else hi}")
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"ids out of range: they must lie in [0, {vocab_size}), found {bad}")
     return off
