@@ -3,8 +3,9 @@
 The corpus slice is written decompressed to a temporary file once; each library builds its
 vocabulary from it and trains on it (gensim in its fast ``corpus_file`` mode) in a child process
 of its own, so that peak RSS is per library. Vocabulary building and training are timed apart.
-Before timing, torchw2v trains a tiny warm-up model from a file so that one-time costs (building
-the compiled training op and corpus reader on a fresh install) are not counted.
+Before timing, torchw2v trains a tiny warm-up model from a file (``torchw2v.compare.warm_up``)
+so that one-time costs (building the compiled training op and corpus reader on a fresh install)
+are not counted. Both are scored by ``torchw2v.evaluation.headline_scores``.
 
 Examples
 --------
@@ -14,7 +15,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import gzip
 import logging
 import multiprocessing
 import re
@@ -30,7 +30,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, machine, publish
+from common import RESULTS, machine, publish, write_slice
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = (ROOT / "../shared/corpora/wiki17m.txt.gz").resolve()
@@ -106,47 +106,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_slice(source: Path, skip: int, tokens: int, dest: Path) -> tuple[int, int]:
-    """Decompress whole lines of ``source`` to ``dest``: skip lines until ``skip`` tokens are
-    passed, then write until ``tokens`` are written (0: to the end).
-
-    Returns
-    -------
-    (int, int)
-        Lines and tokens written.
-    """
-    lines = written = skipped = 0
-    with gzip.open(source, "rt", encoding="utf-8") as src, dest.open("w", encoding="utf-8") as dst:
-        for line in src:
-            if skipped < skip:
-                skipped += len(line.split())
-                continue
-            if tokens and written >= tokens:
-                break
-            dst.write(line)
-            lines += 1
-            written += len(line.split())
-    return lines, written
-
-
-def word2vec_class(library: str, settings: dict[str, Any]) -> type:
-    """The library's ``Word2Vec``; torchw2v's after an untimed warm-up with ``settings``."""
-    if library == "gensim":
-        from gensim.models import Word2Vec
-
-        return Word2Vec
-    from gensim.test.utils import common_texts
-
-    from torchw2v import Word2Vec
-
-    # corpus_file warms the compiled corpus reader as well as the training op
-    with tempfile.NamedTemporaryFile("w", suffix=".txt") as tiny:
-        tiny.write("".join(" ".join(words) + "\n" for words in common_texts))
-        tiny.flush()
-        Word2Vec(corpus_file=tiny.name, **{**settings, "min_count": 1, "epochs": 1})
-    return Word2Vec
-
-
 def train_and_score(
     library: str, settings: dict[str, Any], corpus_file: str, iterable: bool = False
 ) -> Run:
@@ -165,7 +124,15 @@ def train_and_score(
     """
     from gensim.models.word2vec import LineSentence
 
-    model = word2vec_class(library, settings)(**settings)
+    # the gensim child imports nothing of torchw2v (nor torch) before its peak RSS is read
+    if library == "gensim":
+        from gensim.models import Word2Vec
+    else:
+        from torchw2v import Word2Vec
+        from torchw2v.compare import warm_up
+
+        warm_up(settings)
+    model = Word2Vec(**settings)
     corpus = {"corpus_iterable": LineSentence(corpus_file)} if iterable else {}
     corpus = corpus or {"corpus_file": corpus_file}
     engine = EngineName()
@@ -189,6 +156,9 @@ def train_and_score(
         label = f"gensim {version('gensim')} ({mode}, workers={settings['workers']})"
     else:
         label = f"torchw2v engine={settings['engine']} ({engine.engine})"
+    from torchw2v.evaluation import headline_scores
+
+    scores = headline_scores(model.wv)
     return Run(
         label,
         len(model.wv),
@@ -196,18 +166,10 @@ def train_and_score(
         built - started,
         trained - built,
         peak_rss_mib,
-        *scores(model.wv),
+        scores["analogy"],
+        scores["ws353"],
+        scores["simlex999"],
     )
-
-
-def scores(wv: Any) -> tuple[float, float, float]:
-    """Analogy accuracy (30,000 most frequent words), WS353 and SimLex-999 Spearman."""
-    from gensim.test.utils import datapath
-
-    analogy, _ = wv.evaluate_word_analogies(datapath("questions-words.txt"), restrict_vocab=30000)
-    ws353 = wv.evaluate_word_pairs(datapath("wordsim353.tsv"))[1].statistic
-    simlex = wv.evaluate_word_pairs(datapath("simlex999.txt"))[1].statistic
-    return analogy, ws353, simlex
 
 
 def in_child(

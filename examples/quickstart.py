@@ -12,44 +12,31 @@ import gzip
 import logging
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from gensim.models import KeyedVectors
 from gensim.models import Word2Vec as GensimWord2Vec
-from gensim.test.utils import common_texts, datapath
 
 import torchw2v
+from torchw2v.compare import train_timed, warm_up
+from torchw2v.evaluation import headline_scores
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "wiki1m.txt.gz"
 SETTINGS = dict(sg=1, negative=5, window=5, vector_size=100, min_count=5, sample=1e-3, workers=2)
 PROBES = ("king", "france", "music")
+LABELS = {  # headline_scores' names, as printed
+    "analogy": "analogy (all)",
+    "analogy_semantic": "  semantic",
+    "analogy_syntactic": "  syntactic",
+    "ws353": "WS353 Spearman",
+    "simlex999": "SimLex-999 Spearman",
+}
 
 
 def train(cls: type, epochs: int, corpus_file: str) -> tuple[KeyedVectors, float]:
-    """Train ``cls`` (either library's Word2Vec) and return its vectors and wall seconds."""
-    started = time.perf_counter()
-    model = cls(corpus_file=corpus_file, epochs=epochs, seed=1, **SETTINGS)
-    return model.wv, time.perf_counter() - started
-
-
-def scores(wv: KeyedVectors) -> dict[str, float]:
-    """Analogy accuracy (overall, semantic, syntactic) and word-similarity Spearman."""
-    _, sections = wv.evaluate_word_analogies(datapath("questions-words.txt"), restrict_vocab=30000)
-
-    def accuracy(keep: Callable[[str], bool]) -> float:
-        chosen = [s for s in sections if s["section"] != "Total accuracy" and keep(s["section"])]
-        right = sum(len(s["correct"]) for s in chosen)
-        return right / max(1, right + sum(len(s["incorrect"]) for s in chosen))
-
-    return {
-        "analogy (all)": accuracy(lambda name: True),
-        "  semantic": accuracy(lambda name: not name.startswith("gram")),
-        "  syntactic": accuracy(lambda name: name.startswith("gram")),
-        "WS353 Spearman": wv.evaluate_word_pairs(datapath("wordsim353.tsv"))[1].statistic,
-        "SimLex-999 Spearman": wv.evaluate_word_pairs(datapath("simlex999.txt"))[1].statistic,
-    }
+    """Train ``cls`` (either library's Word2Vec); its vectors and seconds (vocabulary + train)."""
+    timed = train_timed(cls, {**SETTINGS, "epochs": epochs, "seed": 1}, corpus_file=corpus_file)
+    return timed.model.wv, timed.vocab_seconds + timed.train_seconds
 
 
 def summary(wv: KeyedVectors, seconds: float, words: int, gensim_seconds: float) -> dict[str, str]:
@@ -58,7 +45,7 @@ def summary(wv: KeyedVectors, seconds: float, words: int, gensim_seconds: float)
         "seconds (vocab + train)": f"{seconds:.1f}",
         "words/s": f"{words / seconds:,.0f}",
         "speed vs gensim": f"{gensim_seconds / seconds:.2f}x",
-        **{name: f"{value:.3f}" for name, value in scores(wv).items()},
+        **{LABELS[name]: f"{value:.3f}" for name, value in headline_scores(wv).items()},
     }
 
 
@@ -83,8 +70,7 @@ def main() -> None:
         with plain.open(encoding="utf-8") as lines:
             words = sum(len(line.split()) for line in lines)
         gensim_wv, gensim_s = train(GensimWord2Vec, args.epochs, str(plain))
-    # One-time costs (building the compiled engine on a fresh install) are not timed.
-    torchw2v.Word2Vec(common_texts, min_count=1, sg=1, epochs=1, workers=2)
+    warm_up(SETTINGS)  # one-time costs (building the compiled engine) are not timed
     ours_wv, ours_s = train(torchw2v.Word2Vec, args.epochs, str(args.corpus))
 
     trained = words * args.epochs

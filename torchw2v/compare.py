@@ -19,8 +19,10 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -35,7 +37,7 @@ from gensim.models import KeyedVectors
 from gensim.models import Word2Vec as GensimWord2Vec
 from gensim.test.utils import common_texts
 
-from .evaluation import evaluate, to_json
+from .evaluation import headline_scores, to_json
 from .word2vec import Word2Vec
 
 logger = logging.getLogger(__name__)
@@ -158,13 +160,13 @@ def compare(corpus: str | Path, *, repeats: int = 1, **settings: Any) -> Compari
     first_seed = settings.pop("seed", 1)
     rows: list[Row] = []
     with plain_text(corpus) as path:
-        Word2Vec(common_texts, **{**settings, **ours, "min_count": 1, "epochs": 1})  # warm-up
+        warm_up({**settings, **ours})
         for repeat in range(repeats):
             seed = first_seed + repeat
-            theirs = _train(GensimWord2Vec, path, {**settings, "seed": seed})
-            mine = _train(Word2Vec, path, {**settings, **ours, "seed": seed})
+            theirs = train_timed(GensimWord2Vec, {**settings, "seed": seed}, corpus_file=path)
+            mine = train_timed(Word2Vec, {**settings, **ours, "seed": seed}, corpus_file=path)
             rows += _rows(repeat, seed, theirs, mine)
-    model = theirs[0]
+    model = theirs.model
     return ComparisonResult(
         corpus=str(corpus),
         words=model.corpus_total_words,
@@ -172,7 +174,7 @@ def compare(corpus: str | Path, *, repeats: int = 1, **settings: Any) -> Compari
         settings={
             **{name: getattr(model, name) for name in SHOWN},
             **ours,
-            "device": str(mine[0].device),
+            "device": str(mine.model.device),
         },
         versions={GENSIM: gensim.__version__, TORCHW2V: __version__, "torch": torch.__version__},
         machine=machine(),
@@ -216,28 +218,50 @@ def plain_text(corpus: str | Path) -> Iterator[str]:
         yield str(plain)
 
 
-def _train(cls: type, path: str, settings: dict[str, Any]) -> tuple[Any, float]:
-    """A model of ``cls`` (either library's ``Word2Vec``) trained on ``path``; train seconds."""
+@dataclass
+class Timed:
+    """A model trained by :func:`train_timed`, and how long its two steps took."""
+
+    model: Any
+    vocab_seconds: float
+    train_seconds: float
+
+
+def train_timed(cls: type, settings: dict[str, Any], **corpus: Any) -> Timed:
+    """A model of ``cls`` (either library's ``Word2Vec``) built and trained on ``corpus``
+    (``corpus_file=`` or ``corpus_iterable=``), its vocabulary scan and training timed apart."""
     model = cls(**settings)
-    model.build_vocab(corpus_file=path)
     started = time.perf_counter()
+    model.build_vocab(**corpus)
+    built = time.perf_counter()
     model.train(
-        corpus_file=path,
+        **corpus,
         total_examples=model.corpus_count,
         total_words=model.corpus_total_words,
         epochs=model.epochs,
     )
-    seconds = time.perf_counter() - started
-    logger.info("%s trained in %.1f s", cls.__module__.split(".")[0], seconds)
-    return model, seconds
+    trained = time.perf_counter()
+    logger.info("%s trained in %.1f s", cls.__module__.split(".")[0], trained - built)
+    return Timed(model, built - started, trained - built)
 
 
-def _rows(repeat: int, seed: int, theirs: tuple[Any, float], mine: tuple[Any, float]) -> list[Row]:
+def warm_up(settings: dict[str, Any]) -> None:
+    """Train a tiny torchw2v model from a file with ``settings``, untimed, so that one-time
+    costs (building the compiled training op and corpus reader on a fresh install) are not
+    counted in the timings that follow."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as tiny:
+        tiny.write("".join(" ".join(words) + "\n" for words in common_texts))
+        tiny.flush()
+        Word2Vec(corpus_file=tiny.name, **{**settings, "min_count": 1, "epochs": 1})
+
+
+def _rows(repeat: int, seed: int, theirs: Timed, mine: Timed) -> list[Row]:
     """One repeat's rows: gensim's, torchw2v's and the comparison of the two."""
-    gensim_scores, our_scores = _measure(*theirs), _measure(*mine)
+    gensim_scores = _measure(theirs.model, theirs.train_seconds)
+    our_scores = _measure(mine.model, mine.train_seconds)
     paired = {
         "speed_ratio": our_scores["words_per_second"] / gensim_scores["words_per_second"],
-        "neighbour_overlap": neighbour_overlap(theirs[0].wv, mine[0].wv),
+        "neighbour_overlap": neighbour_overlap(theirs.model.wv, mine.model.wv),
     }
     return [
         Row(GENSIM, repeat, seed, gensim_scores),
@@ -248,16 +272,10 @@ def _rows(repeat: int, seed: int, theirs: tuple[Any, float], mine: tuple[Any, fl
 
 def _measure(model: Any, seconds: float) -> dict[str, float]:
     """Speed and quality scores of one trained model."""
-    scores = evaluate(model.wv)
-    analogies, pairs = scores["analogies"], scores["pairs"]
     return {
         "train_seconds": seconds,
         "words_per_second": model.corpus_total_words * model.epochs / seconds,
-        "analogy": analogies["overall"],
-        "analogy_semantic": analogies["semantic"],
-        "analogy_syntactic": analogies["syntactic"],
-        "ws353": pairs["wordsim353.tsv"]["spearman"],
-        "simlex999": pairs["simlex999.txt"]["spearman"],
+        **headline_scores(model.wv),
     }
 
 
@@ -391,3 +409,18 @@ def plot(result: ComparisonResult, path: str | Path) -> None:
         fontsize=8,
     )
     figure.savefig(path, dpi=110)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as its :func:`compare`.
+
+    ``import torchw2v`` does not import the comparison harness; ``torchw2v.compare`` imports
+    it on first use, and importing a submodule binds the package's attribute of that name to
+    the module: so the module itself is ``torchw2v.compare``, and calling it compares.
+    """
+
+    def __call__(self, corpus: str | Path, *, repeats: int = 1, **settings: Any):
+        return compare(corpus, repeats=repeats, **settings)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -79,18 +79,32 @@ def evaluate(
     }
 
 
+def headline_scores(wv: KeyedVectors) -> dict[str, float]:
+    """The scores comparisons print, on gensim's bundled test files (see :func:`evaluate`).
+
+    Returns
+    -------
+    dict
+        ``analogy`` (overall accuracy, 30,000 most frequent words), ``analogy_semantic``,
+        ``analogy_syntactic``, and the Spearman correlations ``ws353`` and ``simlex999``.
+    """
+    scores = evaluate(wv)
+    analogies, pairs = scores["analogies"], scores["pairs"]
+    return {
+        "analogy": analogies["overall"],
+        "analogy_semantic": analogies["semantic"],
+        "analogy_syntactic": analogies["syntactic"],
+        "ws353": pairs["wordsim353.tsv"]["spearman"],
+        "simlex999": pairs["simlex999.txt"]["spearman"],
+    }
+
+
 def check_files(
     analogies: str | Path | None = None, pairs: Sequence[str | Path] | None = None
 ) -> None:
-    """Raise now what :func:`evaluate` would raise for these files (before loading vectors).
-
-    Raises
-    ------
-    ValueError
-        A file is not in the expected format; the message names it.
-    FileNotFoundError
-        A file does not exist.
-    """
+    """Raise now what :func:`evaluate` would raise for these files (before loading vectors):
+    ``ValueError`` for a file not in the expected format, ``FileNotFoundError`` for a file
+    that does not exist."""
     analogies, pairs = _resolve(analogies, pairs)
     _count_analogies(analogies)
     for path in pairs:
