@@ -632,10 +632,11 @@ def test_missing_triton_is_named(fresh_triton_reason, monkeypatch):
         choose_engine("compiled", CUDA)
 
 
-def test_import_torchw2v_does_not_import_triton():
+def test_import_torchw2v_does_not_import_triton_or_the_comparison_harness():
     code = (
         "import sys, torchw2v, torchw2v.engines\n"
         "assert 'triton' not in sys.modules, 'importing torchw2v imported triton'\n"
+        "assert 'torchw2v.compare' not in sys.modules, 'it imported the comparison harness'\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
@@ -695,7 +696,6 @@ def test_kernel_compiles_for_hopper_without_spills(tmp_path, objective):
         HS_COLS=shape.hs_cols,
         BLOCK_D=shape.block_d,
         COMPUTE_LOSS=True,
-        MAX_EXP=te.MAX_EXP,
         DOT_PRECISION=te.DOT_PRECISION,
     )
     signature.update({name: "constexpr" for name in constants if name not in signature})

@@ -159,7 +159,8 @@ def test_skip_gram_ns_module_has_the_engines_loss():
     # SkipGramNS's center is the predicting input, its context the predicted output row
     losses = [objective.negative_sampling(outputs.clone(), center, negatives)]
     valid = torch.ones(2, 2, dtype=torch.bool)
-    stats = objective.skip_gram_step(inputs.clone(), context, valid, losses, 0.0, True)
+    windows = objective.Windows(context, valid)
+    stats = objective.skip_gram_step(inputs.clone(), windows, losses, 0.0, True)
     pairs = [(int(c), int(center[b]), negatives[b]) for b in range(2) for c in context[b]]
     expected = sum(
         module(torch.tensor([c]), torch.tensor([o]), n[None]).item() for c, o, n in pairs

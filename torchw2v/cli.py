@@ -99,6 +99,29 @@ def _configure_logging() -> None:
     logging.getLogger("gensim.models.keyedvectors").setLevel(logging.WARNING)
 
 
+COMMANDS = {  # name: (summary, description)
+    "train": (
+        "train word vectors and write them in word2vec format",
+        "Train word vectors on a corpus (one sentence per line, tokens separated by "
+        "whitespace; plain, .gz or .bz2) and write them in word2vec's text or binary format. "
+        "Flags and defaults are word2vec.c's; each also has a --long form.",
+    ),
+    "evaluate": (
+        "score word2vec-format vectors on analogies and word similarity",
+        "Score word2vec-format vectors (text or binary, detected) with gensim's "
+        "evaluate_word_analogies (30,000 most frequent words) and evaluate_word_pairs. "
+        "Defaults: gensim's questions-words.txt, wordsim353.tsv and simlex999.txt.",
+    ),
+    "compare": (
+        "train gensim and torchw2v with the same settings and compare them",
+        "Train gensim's Word2Vec and torchw2v's on CORPUS with identical settings and "
+        "threads; print training time, words/s, the speed ratio, analogy, WS353 and "
+        "SimLex-999 scores and the overlap of the 10 nearest neighbours of frequent words, "
+        "with mean and spread over repeats (seeds 1, 2, ...).",
+    ),
+}
+
+
 def build_parser() -> Parser:
     """The parser of all subcommands; each sets ``run`` to the function that carries it out."""
     parser = Parser(
@@ -109,14 +132,7 @@ def build_parser() -> Parser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
-    train = commands.add_parser(
-        "train",
-        help="train word vectors and write them in word2vec format",
-        description="Train word vectors on a corpus (one sentence per line, tokens separated "
-        "by whitespace; plain, .gz or .bz2) and write them in word2vec's text or binary "
-        "format. Flags and defaults are word2vec.c's; each also has a --long form.",
-        allow_abbrev=False,
-    )
+    train = _command(commands, "train", _train)
     train.add_argument("-train", "--train", required=True, metavar="CORPUS", help="the corpus")
     train.add_argument(
         "-output", "--output", required=True, metavar="VECTORS", help="the vectors file to write"
@@ -166,33 +182,16 @@ def build_parser() -> Parser:
         help="under torchrun: sum the processes' updates (delta), the same over changed rows "
         f"only (rows), or average their weights (average) ({SyncPolicy.mode})",
     )
-    train.set_defaults(run=_train)
 
-    scores = commands.add_parser(
-        "evaluate",
-        help="score word2vec-format vectors on analogies and word similarity",
-        description="Score word2vec-format vectors (text or binary, detected) with gensim's "
-        "evaluate_word_analogies (30,000 most frequent words) and evaluate_word_pairs. "
-        "Defaults: gensim's questions-words.txt, wordsim353.tsv and simlex999.txt.",
-        allow_abbrev=False,
-    )
+    scores = _command(commands, "evaluate", _evaluate)
     scores.add_argument("vectors", metavar="VECTORS", help="the vectors file")
     scores.add_argument("--analogies", metavar="FILE", help="questions-words.txt format")
     scores.add_argument(
         "--pairs", metavar="FILE", nargs="+", action="extend", help="wordsim353.tsv format"
     )
     scores.add_argument("--json", action="store_true", help="print JSON instead of text")
-    scores.set_defaults(run=_evaluate)
 
-    versus = commands.add_parser(
-        "compare",
-        help="train gensim and torchw2v with the same settings and compare them",
-        description="Train gensim's Word2Vec and torchw2v's on CORPUS with identical settings "
-        "and threads; print training time, words/s, the speed ratio, analogy, WS353 and "
-        "SimLex-999 scores and the overlap of the 10 nearest neighbours of frequent words, "
-        "with mean and spread over repeats (seeds 1, 2, ...).",
-        allow_abbrev=False,
-    )
+    versus = _command(commands, "compare", _compare)
     versus.add_argument("corpus", metavar="CORPUS", help="the corpus")
     _add_training_flags(versus)
     versus.add_argument(
@@ -202,7 +201,14 @@ def build_parser() -> Parser:
     versus.add_argument(
         "--plot", metavar="OUT.png", help="draw the comparison (needs torchw2v[plot])"
     )
-    versus.set_defaults(run=_compare)
+    return parser
+
+
+def _command(commands: argparse._SubParsersAction, name: str, run: Any) -> Parser:
+    """The parser of subcommand ``name`` (described in ``COMMANDS``), which calls ``run``."""
+    summary, description = COMMANDS[name]
+    parser = commands.add_parser(name, help=summary, description=description, allow_abbrev=False)
+    parser.set_defaults(run=run)
     return parser
 
 

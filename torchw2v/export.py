@@ -181,7 +181,7 @@ def load_word2vec_format(
             words, vectors = _read_binary(stream, path, body, count, size, datatype, decode)
         else:
             hint = binary is False
-            words, vectors = _read_text(stream, path, body, count, size, datatype, decode, hint)
+            words, vectors = _read_text(stream, path, body, count, hint, size, datatype, decode)
     return _keyed_vectors(words, vectors, count, path, detected, encoding)
 
 
@@ -380,10 +380,10 @@ def _read_text(
     path: str,
     data: bytes,
     count: int,
+    hint: bool,
     size: int,
     datatype: type[np.floating],
     decode: Decoder,
-    hint: bool,
 ) -> tuple[list[str], np.ndarray]:
     """``count`` lines ``word v1 v2 ... v<size>``, parsed a block of lines at a time."""
     vectors = _allocate(count, size, datatype, path)

@@ -55,6 +55,13 @@ class Targets(NamedTuple):
     skip_saturated: bool  # a score beyond +-MAX_EXP trains nothing (hierarchical softmax)
 
 
+class Windows(NamedTuple):
+    """Each center's context window in a batch, ``2W`` positions either side at most."""
+
+    contexts: torch.Tensor  # (B, 2W) int64 ids of the words around each center
+    valid: torch.Tensor  # (B, 2W) bool: the real contexts (inside the reduced window and sentence)
+
+
 def negative_sampling(
     syn1neg: torch.Tensor, centers: torch.Tensor, negatives: torch.Tensor
 ) -> Targets:
@@ -130,17 +137,16 @@ def logistic_step(
 
 def skip_gram_step(
     syn0: torch.Tensor,
-    contexts: torch.Tensor,
-    valid: torch.Tensor,
+    windows: Windows,
     losses: list[Targets],
     alpha: float,
     compute_loss: bool,
 ) -> torch.Tensor:
     """Skip-gram: each context word's vector predicts its center through every loss.
 
-    ``contexts`` are ``(B, 2W)`` ids of the window around each center, ``valid`` ``(B, 2W)``
-    the real contexts among them. Returns ``[predictions, loss, NaN/inf scores]``.
+    Returns ``[predictions, loss, NaN/inf scores]``: one prediction per (center, context).
     """
+    contexts, valid = windows
     inputs = syn0[contexts]  # (B, 2W, d)
     grad, loss, nonfinite = _step_all(inputs, valid, losses, alpha, compute_loss)
     syn0.index_add_(0, contexts[valid], grad[valid])
@@ -149,17 +155,16 @@ def skip_gram_step(
 
 def cbow_step(
     syn0: torch.Tensor,
-    contexts: torch.Tensor,
-    valid: torch.Tensor,
+    windows: Windows,
+    mean: bool,
     losses: list[Targets],
     alpha: float,
     compute_loss: bool,
-    mean: bool,
 ) -> torch.Tensor:
-    """CBOW: the mean (or sum) of the context vectors predicts the center through every loss.
-
-    Arguments and result as :func:`skip_gram_step`; one prediction per center with a context.
+    """CBOW: the ``mean`` (else the sum) of the context vectors predicts the center through
+    every loss. Returns as :func:`skip_gram_step`: one prediction per center with a context.
     """
+    contexts, valid = windows
     count = valid.sum(1, keepdim=True)[:, :, None]  # (B, 1, 1)
     neu1 = (syn0[contexts] * valid[:, :, None]).sum(1, keepdim=True)  # (B, 1, d)
     if mean:

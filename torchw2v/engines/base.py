@@ -125,14 +125,25 @@ class ChunkStats:
 class Engine(Protocol):
     """A training engine: ``Engine(syn0, syn1neg, tables, config, syn1=None)``.
 
-    ``syn0`` (input vectors), ``syn1neg`` (negative-sampling output vectors; ``(0, d)`` when
-    ``config.negative == 0``) and ``syn1`` (hierarchical-softmax output vectors, ``(V, d)``
-    when ``config.hs``, else ``None``) are float32 tensors on the engine's device, updated in
-    place by ``train_chunk``.
+    Parameters
+    ----------
+    syn0 : torch.Tensor
+        ``(V, d)`` float32 contiguous input vectors, updated in place by ``train_chunk``.
+    syn1neg : torch.Tensor
+        Negative-sampling output vectors, ``(V, d)`` like ``syn0`` when ``config.negative >
+        0``; not used otherwise (then typically ``(0, d)``).
+    tables : SamplingTables
+        ``sample_int`` and ``cum_table``, and with ``config.hs`` the Huffman paths.
+    config : EngineConfig
+        Architecture, objectives, window, negatives, seed, workers, loss.
+    syn1 : torch.Tensor, optional
+        Hierarchical-softmax output vectors, ``(V, d)`` like ``syn0``: given exactly when
+        ``config.hs``.
 
-    ``calls`` counts the chunks trained so far; the ``calls``-th chunk draws its randomness
-    from a stream seeded with ``chunk_seed(config.seed, calls)``. Setting it resumes the
-    random streams of an interrupted run.
+    Every engine checks these with :func:`check_engine` (a ``ValueError`` naming what is
+    wrong). ``calls`` counts the chunks trained so far; the ``calls``-th chunk draws its
+    randomness from a stream seeded with ``chunk_seed(config.seed, calls)``. Setting it
+    resumes the random streams of an interrupted run.
     """
 
     calls: int
@@ -151,6 +162,20 @@ class Engine(Protocol):
             Context windows never cross a boundary.
         alpha_start, alpha_end : float
             Learning rate at the first and at the last token; it decays linearly between.
+
+        Returns
+        -------
+        ChunkStats
+            Kept (trained) center words, summed loss (0.0 unless ``compute_loss``) and
+            predictions (skip-gram: (center, context) pairs; CBOW: centers with a context).
+
+        Raises
+        ------
+        ValueError or RuntimeError
+            Bad inputs (see :func:`check_chunk`; the compiled op's own checks raise
+            ``RuntimeError``).
+        FloatingPointError
+            Training diverged (:func:`divergence_error`).
         """
         ...
 

@@ -187,23 +187,8 @@ class CompiledEngine:
     Skip-gram or CBOW (``config.sg``, ``config.cbow_mean``) with negative sampling
     (``config.negative > 0``), hierarchical softmax (``config.hs``) or both.
 
-    Parameters
-    ----------
-    syn0 : torch.Tensor
-        ``(V, d)`` float32 contiguous CPU tensor of input vectors, updated in place by
-        :meth:`train_chunk`.
-    syn1neg : torch.Tensor
-        Negative-sampling output vectors: ``(V, d)`` like ``syn0`` when ``config.negative > 0``;
-        not used otherwise (then typically ``(0, d)``).
-    tables : SamplingTables
-        ``sample_int`` and ``cum_table``, ``(V,)`` int64, and with ``config.hs`` the Huffman
-        tables ``points``, ``codes`` ``(V, L)`` and ``lengths`` ``(V,)``; all converted to
-        contiguous CPU tensors of the op's dtypes once, here.
-    config : EngineConfig
-        Architecture, objectives, window, negatives, seed, workers, loss.
-    syn1 : torch.Tensor, optional
-        Hierarchical-softmax output vectors, ``(V, d)`` like ``syn0``; required with
-        ``config.hs``, not used without.
+    The arguments are the :class:`~.base.Engine`'s, on the CPU; the tables are converted
+    to contiguous tensors of the op's dtypes once, here.
 
     Raises
     ------
@@ -256,35 +241,21 @@ class CompiledEngine:
     def train_chunk(
         self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
     ) -> ChunkStats:
-        """Train on one chunk of sentences (see :class:`~torchw2v.engines.base.Engine`).
+        """Train on one chunk (see :meth:`.base.Engine.train_chunk`) with ``workers`` threads.
 
-        Parameters
-        ----------
-        ids : torch.Tensor
-            ``(N,)`` int32 vocabulary ids, sentences back to back.
-        offsets : torch.Tensor
-            ``(S + 1,)`` int64 sentence boundaries, from 0 to N.
-        alpha_start, alpha_end : float
-            Learning rate at the start and at the end of the chunk. Each thread decays it
-            linearly over its share of the chunk, updated once per sentence.
-
-        Returns
-        -------
-        ChunkStats
-            Kept (trained) center words, summed loss (0.0 unless ``compute_loss``), pairs
-            (skip-gram: (center, context) pairs; CBOW: center words with a context).
+        Each thread decays the learning rate linearly over its share of the chunk, updated
+        once per sentence.
 
         Raises
         ------
         RuntimeError
-            Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N, a
-            learning rate that is not a finite float32), or a chunk whose buffers would exceed
-            the op's scratch limit (2**28 values: the longest sentence's tokens times
-            ``negative``, plus its contexts times the targets of a center).
+            Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N, a learning
+            rate that is not a finite float32), or a chunk whose buffers would exceed the op's
+            scratch limit (2**28 values: the longest sentence's tokens times ``negative``, plus
+            its contexts times the targets of a center).
         FloatingPointError
-            Training diverged: a score was NaN or infinite (see
-            :func:`~torchw2v.engines.base.divergence_error`); the op stopped at the first such
-            score without applying it.
+            Training diverged (:func:`~.base.divergence_error`); the op stopped at the first
+            NaN or infinite score without applying it.
         """
         cfg = self.config
         seed = chunk_seed(cfg.seed, self.calls)

@@ -48,23 +48,11 @@ BATCH_FLOATS = 2**24
 class TorchEngine:
     """Skip-gram and CBOW, negative sampling and hierarchical softmax, in vectorised torch ops.
 
-    The reference engine and the GPU path.
+    The reference engine and the GPU path. The arguments are the :class:`~.base.Engine`'s,
+    on any one device, and:
 
     Parameters
     ----------
-    syn0 : torch.Tensor
-        ``(V, d)`` float32 input vectors, updated in place.
-    syn1neg : torch.Tensor
-        ``(V, d)`` float32 negative-sampling output vectors, updated in place; ``(0, d)``
-        when ``config.negative == 0``.
-    tables : SamplingTables
-        Subsampling thresholds, negative-sampling table and, for hierarchical softmax, the
-        Huffman paths, on the same device.
-    config : EngineConfig
-        Architecture, objectives, window, negatives, seed.
-    syn1 : torch.Tensor, optional
-        ``(V, d)`` float32 hierarchical-softmax output vectors, updated in place; required
-        when ``config.hs``.
     batch_centers : int, optional
         Center words per update; default :func:`default_batch_centers`.
 
@@ -102,19 +90,17 @@ class TorchEngine:
         offsets = check_chunk(ids, offsets, self.syn0.shape[0])
         self.generator.manual_seed(chunk_seed(self.config.seed, self.calls) % 2**64)
         self.calls += 1
-        words, starts, ends = batches.subsample(
-            ids, offsets, self.tables.sample_int, self.generator
-        )
-        n = words.numel()
+        kept = batches.subsample(ids, offsets, self.tables.sample_int, self.generator)
+        n = kept.words.numel()
         if n == 0:
             return ChunkStats()
-        window_offsets = self._window_offsets(int((ends - starts).max()))
+        window_offsets = self._window_offsets(int((kept.ends - kept.starts).max()))
         batch = self._batch_size(window_offsets.numel())
-        totals = torch.zeros(3, dtype=torch.float64, device=words.device)  # pairs, loss, NaNs
+        totals = torch.zeros(3, dtype=torch.float64, device=self.syn0.device)  # pairs, loss, NaNs
         for lo in range(0, n, batch):
             alpha = alpha_start + (alpha_end - alpha_start) * lo / n
-            centers = torch.arange(lo, min(lo + batch, n), device=words.device)
-            totals += self._train_centers(words, starts, ends, centers, window_offsets, alpha)
+            centers = torch.arange(lo, min(lo + batch, n), device=self.syn0.device)
+            totals += self._train_centers(kept, centers, window_offsets, alpha)
         pairs, loss, nonfinite = totals.tolist()
         if nonfinite:
             raise divergence_error(alpha_start)
@@ -140,9 +126,7 @@ class TorchEngine:
 
     def _train_centers(
         self,
-        words: torch.Tensor,
-        starts: torch.Tensor,
-        ends: torch.Tensor,
+        kept: batches.KeptWords,
         centers: torch.Tensor,
         window_offsets: torch.Tensor,
         alpha: float,
@@ -153,24 +137,17 @@ class TorchEngine:
         the number of scores that are NaN or infinite (training diverged).
         """
         cfg = self.config
-        contexts, valid = self._contexts(words, starts, ends, centers, window_offsets)
-        losses = self._losses(words[centers])
+        windows = self._windows(kept, centers, window_offsets)
+        losses = self._losses(kept.words[centers])
         if cfg.sg:
-            return objective.skip_gram_step(
-                self.syn0, contexts, valid, losses, alpha, cfg.compute_loss
-            )
+            return objective.skip_gram_step(self.syn0, windows, losses, alpha, cfg.compute_loss)
         return objective.cbow_step(
-            self.syn0, contexts, valid, losses, alpha, cfg.compute_loss, cfg.cbow_mean
+            self.syn0, windows, cfg.cbow_mean, losses, alpha, cfg.compute_loss
         )
 
-    def _contexts(
-        self,
-        words: torch.Tensor,
-        starts: torch.Tensor,
-        ends: torch.Tensor,
-        centers: torch.Tensor,
-        window_offsets: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _windows(
+        self, kept: batches.KeptWords, centers: torch.Tensor, window_offsets: torch.Tensor
+    ) -> objective.Windows:
         """Each center's context words: ids ``(B, 2W)`` (the center where invalid) and validity.
 
         A context lies within the center's (reduced) window and sentence, the center excluded;
@@ -183,10 +160,10 @@ class TorchEngine:
         context = centers[:, None] + window_offsets  # (B, 2W) positions
         valid = (
             (window_offsets.abs() <= radius)
-            & (context >= starts[centers, None])
-            & (context < ends[centers, None])
+            & (context >= kept.starts[centers, None])
+            & (context < kept.ends[centers, None])
         )  # (B, 2W)
-        return words[torch.where(valid, context, centers[:, None])], valid
+        return objective.Windows(kept.words[torch.where(valid, context, centers[:, None])], valid)
 
     def _losses(self, center_ids: torch.Tensor) -> list[objective.Targets]:
         """The output rows that predict each center word ``(B,)``, per objective (hierarchical

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from ..objective import MAX_EXP
 from . import batches
 from .base import (
     ChunkStats,
@@ -209,25 +208,14 @@ class TritonEngine:
     Skip-gram or CBOW (``config.sg``, ``config.cbow_mean``) with negative sampling
     (``config.negative > 0``), hierarchical softmax (``config.hs``) or both.
 
+    The arguments are the :class:`~.base.Engine`'s, on a CUDA device (CPU tensors only
+    under Triton's interpreter, ``TRITON_INTERPRET=1``, which the tests use); the tables are
+    moved to the device once, here (the Huffman paths as int32, uint8, int32).
+    ``config.workers`` is ignored: the GPU runs thousands of programs at once. Then, kernel
+    tuning:
+
     Parameters
     ----------
-    syn0 : torch.Tensor
-        ``(V, d)`` float32 contiguous CUDA tensor of input vectors, updated in place by
-        :meth:`train_chunk`. CPU tensors are accepted only under Triton's interpreter
-        (``TRITON_INTERPRET=1``), which the tests use.
-    syn1neg : torch.Tensor
-        Negative-sampling output vectors: ``(V, d)`` like ``syn0`` when ``config.negative > 0``;
-        not used otherwise (then typically ``(0, d)``).
-    tables : SamplingTables
-        ``sample_int`` and ``cum_table``, ``(V,)``, and with ``config.hs`` the Huffman tables
-        ``points``, ``codes`` ``(V, L)`` and ``lengths`` ``(V,)``; moved to the device once,
-        here (as int64, and int32, uint8, int32 for the paths).
-    config : EngineConfig
-        Architecture, objectives, window, negatives, seed, loss. ``workers`` is ignored: the
-        GPU runs thousands of programs at once.
-    syn1 : torch.Tensor, optional
-        Hierarchical-softmax output vectors, ``(V, d)`` like ``syn0``; required with
-        ``config.hs``, must be ``None`` without.
     centers, block_d, num_warps, num_stages : int, optional
         Kernel tuning: centers per program (default: fill ``TARGET_COLUMNS`` columns),
         vector components per loop step, warps per program, and software-pipelining stages
@@ -293,29 +281,15 @@ class TritonEngine:
     def train_chunk(
         self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
     ) -> ChunkStats:
-        """Train on one chunk of sentences (see :class:`~torchw2v.engines.base.Engine`).
-
-        Parameters
-        ----------
-        ids : torch.Tensor
-            ``(N,)`` int32 vocabulary ids, sentences back to back (any device).
-        offsets : torch.Tensor
-            ``(S + 1,)`` int64 sentence boundaries, from 0 to N.
-        alpha_start, alpha_end : float
-            Learning rate at the start and at the end of the chunk: kept word ``i`` of ``M``
-            trains at ``alpha_start + (alpha_end - alpha_start) * i / M``.
-
-        Returns
-        -------
-        ChunkStats
-            Kept (trained) center words, summed loss (0.0 unless ``compute_loss``),
-            predictions (skip-gram: (center, context) pairs; CBOW: centers with a context).
+        """Train on one chunk (see :meth:`.base.Engine.train_chunk`): prepare it, then run
+        the kernel. Kept word ``i`` of ``M`` trains at ``alpha_start + (alpha_end -
+        alpha_start) * i / M``.
 
         Raises
         ------
         ValueError
-            Bad inputs (dtype, shape, ids out of range, offsets not from 0 to N), or a window
-            wider than the kernel holds (``MAX_ROWS``) over the chunk's sentences.
+            Bad inputs (:func:`~.base.check_chunk`), or a window wider than the kernel holds
+            (``MAX_ROWS``) over the chunk's sentences.
         FloatingPointError
             Training diverged: a score was NaN or infinite (``alpha`` is too high).
         """
@@ -428,7 +402,6 @@ class TritonEngine:
             HS_COLS=shape.hs_cols,
             BLOCK_D=shape.block_d,
             COMPUTE_LOSS=bool(cfg.compute_loss),
-            MAX_EXP=MAX_EXP,
             DOT_PRECISION=self.dot_precision,
             **self.launch_options,
         )

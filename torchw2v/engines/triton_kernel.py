@@ -48,6 +48,11 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ..objective import MAX_EXP as _MAX_EXP
+
+MAX_EXP = tl.constexpr(_MAX_EXP)
+"""word2vec.c's MAX_EXP (:data:`torchw2v.objective.MAX_EXP`), a compile-time constant here."""
+
 
 @triton.jit
 def _rows(table_ptr, rows, row_mask, d0, D, BLOCK_D: tl.constexpr):
@@ -81,6 +86,18 @@ def _windows(pos, center, col_in, starts_ptr, ends_ptr, reach_ptr):
 
 
 @triton.jit
+def _centers(words_ptr, first, M, T: tl.constexpr, CENTERS: tl.constexpr, COLS: tl.constexpr):
+    """Column ``g * T + t`` is target ``t`` of center ``first + g``. Returns, each ``(COLS,)``:
+    ``t``, the center's position, whether it is a center of this program, and its word."""
+    col = tl.arange(0, COLS)
+    g = col // T
+    t = col % T
+    center = first + g  # (COLS,)
+    col_in = (g < CENTERS) & (center < M)
+    return t, center, col_in, tl.load(words_ptr + center, mask=col_in, other=0)
+
+
+@triton.jit
 def _ns_columns(
     words_ptr,
     negatives_ptr,
@@ -97,12 +114,7 @@ def _ns_columns(
     ``syn1neg`` row, the label, whether the column is trained (a negative equal to its center
     word is not, as in gensim) and whether it is its center's first column.
     """
-    col = tl.arange(0, COLS)
-    g = col // T
-    t = col % T
-    center = first + g  # (COLS,)
-    col_in = (g < CENTERS) & (center < M)
-    center_words = tl.load(words_ptr + center, mask=col_in, other=0)  # (COLS,)
+    t, center, col_in, center_words = _centers(words_ptr, first, M, T, CENTERS, COLS)
     neg_ptrs = negatives_ptr + center.to(tl.int64) * (T - 1) + (t - 1)
     negs = tl.load(neg_ptrs, mask=col_in & (t > 0), other=0)  # (COLS,)
     targets = tl.where(t == 0, center_words, negs)
@@ -129,12 +141,7 @@ def _hs_columns(
     the ``syn1`` row (the node), the label ``1 - code``, whether the column is trained (``l``
     is on the word's path) and whether it is its center's first column.
     """
-    col = tl.arange(0, COLS)
-    g = col // L
-    node = col % L
-    center = first + g  # (COLS,)
-    col_in = (g < CENTERS) & (center < M)
-    word = tl.load(words_ptr + center, mask=col_in, other=0)  # (COLS,)
+    node, center, col_in, word = _centers(words_ptr, first, M, L, CENTERS, COLS)
     length = tl.load(lengths_ptr + word, mask=col_in, other=0)  # (COLS,)
     ok = col_in & (node < length)
     path = word.to(tl.int64) * L + node  # (COLS,) into the (V, L) path tables
@@ -144,9 +151,7 @@ def _hs_columns(
 
 
 @triton.jit
-def _sigmoid_gradient(
-    scores, label, alpha, live, SKIP_SATURATED: tl.constexpr, MAX_EXP: tl.constexpr
-):
+def _sigmoid_gradient(scores, label, alpha, live, SKIP_SATURATED: tl.constexpr):
     """``(label - sigmoid(score)) * alpha`` where ``live``, 0 elsewhere (broadcast shapes).
 
     The sigmoid saturates to 1 at ``MAX_EXP`` and to 0 at ``-MAX_EXP``, as in word2vec.c; with
@@ -177,7 +182,6 @@ def _gradients(
     CBOW_MEAN: tl.constexpr,
     SKIP_SATURATED: tl.constexpr,
     COMPUTE_LOSS: tl.constexpr,
-    MAX_EXP: tl.constexpr,
 ):
     """One output table's update weights from its scores.
 
@@ -188,7 +192,7 @@ def _gradients(
     """
     pair = win & ok[None, :]  # (ROWS, COLS)
     if SG:
-        a = _sigmoid_gradient(scores, label[None, :], alpha[None, :], pair, SKIP_SATURATED, MAX_EXP)
+        a = _sigmoid_gradient(scores, label[None, :], alpha[None, :], pair, SKIP_SATURATED)
         b = a
         if COMPUTE_LOSS:
             loss = tl.sum(tl.sum(_softplus(scores, label[None, :], pair), axis=1), axis=0)
@@ -208,7 +212,7 @@ def _gradients(
             to_context = shares
         score = tl.sum(scores * to_neu1, axis=0)  # (COLS,) neu1 . out
         live = ok & (contexts > 0)
-        g = _sigmoid_gradient(score, label, alpha, live, SKIP_SATURATED, MAX_EXP)  # (COLS,)
+        g = _sigmoid_gradient(score, label, alpha, live, SKIP_SATURATED)  # (COLS,)
         a = to_context * g[None, :]
         b = to_neu1 * g[None, :]
         if COMPUTE_LOSS:
@@ -292,7 +296,6 @@ def w2v_kernel(
     HS_COLS: tl.constexpr,
     BLOCK_D: tl.constexpr,
     COMPUTE_LOSS: tl.constexpr,
-    MAX_EXP: tl.constexpr,
     DOT_PRECISION: tl.constexpr,  # "ieee", "tf32x3" or "tf32"
 ):
     pid = tl.program_id(0)
@@ -343,32 +346,14 @@ def w2v_kernel(
         nonfinite += _nonfinite(ns_scores)
         ns_alpha = alpha_start + ns_center.to(tl.float32) * alpha_step  # (NS_COLS,)
         ns_a, ns_b, ns_loss = _gradients(
-            ns_scores,
-            ns_label,
-            ns_alpha,
-            ns_win,
-            ns_ok,
-            SG,
-            CBOW_MEAN,
-            SKIP_SATURATED=False,
-            COMPUTE_LOSS=COMPUTE_LOSS,
-            MAX_EXP=MAX_EXP,
+            ns_scores, ns_label, ns_alpha, ns_win, ns_ok, SG, CBOW_MEAN, False, COMPUTE_LOSS
         )
         loss += ns_loss
-    if HS_T > 0:
+    if HS_T > 0:  # a Huffman node scored beyond +-MAX_EXP is not trained
         nonfinite += _nonfinite(hs_scores)
         hs_alpha = alpha_start + hs_center.to(tl.float32) * alpha_step  # (HS_COLS,)
         hs_a, hs_b, hs_loss = _gradients(
-            hs_scores,
-            hs_label,
-            hs_alpha,
-            hs_win,
-            hs_ok,
-            SG,
-            CBOW_MEAN,
-            SKIP_SATURATED=True,
-            COMPUTE_LOSS=COMPUTE_LOSS,
-            MAX_EXP=MAX_EXP,
+            hs_scores, hs_label, hs_alpha, hs_win, hs_ok, SG, CBOW_MEAN, True, COMPUTE_LOSS
         )
         loss += hs_loss
 
