@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import torch
 from gensim.models import KeyedVectors
 from gensim.models.word2vec import _assign_binary_codes
@@ -26,6 +27,16 @@ from torchw2v.vocab import huffman_paths
 KEEP_ALL = 2**32
 """A subsampling threshold above every uint32 draw: the word is always kept."""
 Weights = dict[str, np.ndarray]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Imported into a test module, runs it on one thread: its tensors are tiny, and extra
+    threads only spin, and crawl on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import interpreter
 import numpy as np
 import pytest
 import torch
-from reference import KEEP_ALL, make_tables
+from reference import KEEP_ALL, make_tables, one_thread  # noqa: F401 (an autouse fixture)
 
 from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables, check_chunk
 
@@ -371,15 +371,6 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "bad_settings_are_refused": check_bad_settings_are_refused,
     "a_one_word_vocabulary_trains": check_a_one_word_vocabulary_trains,
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors here are tiny: extra threads only spin, and crawl on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

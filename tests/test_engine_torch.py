@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 from gensim.models import Word2Vec as GensimWord2Vec
-from reference import full_windows, gensim_paths, reference_train
+from reference import (  # one_thread: an autouse fixture
+    full_windows,
+    gensim_paths,
+    one_thread,  # noqa: F401
+    reference_train,
+)
 
 from torchw2v.engines import torch_engine
 from torchw2v.engines.base import EngineConfig, SamplingTables, chunk_seed
@@ -35,15 +40,6 @@ SETUP_IDS = [
     + ("" if sg else "-mean" if mean else "-sum")
     for sg, hs, k, mean in SETUPS
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors here are tiny: extra threads only spin, and crawl on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------------------

@@ -24,8 +24,26 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .base import check_chunk, chunk_seed
+
 UINT32_RANGE = 2**32
 """Subsampling draws are uniform in ``[0, UINT32_RANGE)``, gensim's ``sample_int`` scale."""
+
+
+def start_chunk(
+    ids: torch.Tensor,
+    offsets: torch.Tensor,
+    vocab_size: int,
+    generator: torch.Generator,
+    seed: int,
+    call: int,
+) -> torch.Tensor:
+    """Check a chunk (:func:`~.base.check_chunk`) and seed ``generator`` for it, the
+    ``call``-th chunk of an engine seeded with ``seed`` (:func:`~.base.chunk_seed`).
+    Returns the offsets on the CPU."""
+    offsets = check_chunk(ids, offsets, vocab_size)
+    generator.manual_seed(chunk_seed(seed, call) % 2**64)
+    return offsets
 
 
 class KeptWords(NamedTuple):

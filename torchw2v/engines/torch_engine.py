@@ -17,15 +17,7 @@ import torch
 
 from .. import objective
 from . import batches
-from .base import (
-    ChunkStats,
-    EngineConfig,
-    SamplingTables,
-    check_chunk,
-    check_engine,
-    chunk_seed,
-    divergence_error,
-)
+from .base import ChunkStats, EngineConfig, SamplingTables, check_engine, divergence_error
 
 # Updates within a batch are computed from the same (stale) vectors and summed. A frequent
 # word occurs many times per batch, so a large batch overshoots where sequential SGD would
@@ -87,8 +79,9 @@ class TorchEngine:
     def train_chunk(
         self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
     ) -> ChunkStats:
-        offsets = check_chunk(ids, offsets, self.syn0.shape[0])
-        self.generator.manual_seed(chunk_seed(self.config.seed, self.calls) % 2**64)
+        offsets = batches.start_chunk(
+            ids, offsets, self.syn0.shape[0], self.generator, self.config.seed, self.calls
+        )
         self.calls += 1
         kept = batches.subsample(ids, offsets, self.tables.sample_int, self.generator)
         n = kept.words.numel()

@@ -39,15 +39,7 @@ import torch
 import triton
 
 from . import batches
-from .base import (
-    ChunkStats,
-    EngineConfig,
-    SamplingTables,
-    check_chunk,
-    check_engine,
-    chunk_seed,
-    divergence_error,
-)
+from .base import ChunkStats, EngineConfig, SamplingTables, check_engine, divergence_error
 from .torch_engine import default_batch_centers
 from .triton_kernel import w2v_kernel
 
@@ -182,7 +174,7 @@ def prepare_chunk(
     """Subsample a chunk and draw its windows and negatives (:mod:`.batches`), on the tables'
     device, for the whole chunk at once.
 
-    ``offsets`` are validated by :func:`check_chunk`; ``tables`` hold ``sample_int`` and
+    ``offsets`` are validated by :func:`.base.check_chunk`; ``tables`` hold ``sample_int`` and
     ``cum_table`` on the device; ``generator`` is the chunk's random stream there. Returns the
     kernel's inputs, all int32.
     """
@@ -293,8 +285,9 @@ class TritonEngine:
         FloatingPointError
             Training diverged: a score was NaN or infinite (``alpha`` is too high).
         """
-        offsets = check_chunk(ids, offsets, self.syn0.shape[0])
-        self.generator.manual_seed(chunk_seed(self.config.seed, self.calls) % 2**64)
+        offsets = batches.start_chunk(
+            ids, offsets, self.syn0.shape[0], self.generator, self.config.seed, self.calls
+        )
         self.calls += 1
         prepared = prepare_chunk(ids, offsets, self.tables, self.config, self.generator)
         return self.run_kernel(prepared, alpha_start, alpha_end)
