@@ -52,6 +52,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run(args.child[0], Path(args.child[1]), args.workers)))
         return
+    load_before = os.getloadavg()[0]
     args.folder.mkdir(parents=True, exist_ok=True)
     once = plain_text(args.corpus, args.folder)
     copies = math.ceil(args.tokens / count_tokens(once))
@@ -64,7 +65,7 @@ def main() -> None:
         "torchw2v, first copy": child("torchw2v", once, args.workers),
         "gensim, first copy": child("gensim", once, args.workers),
     }
-    publish(report(args, copies, runs), args.record)
+    publish(report(args, copies, runs, load_before), args.record)
 
 
 def warm_up_slice(plain: Path, folder: Path) -> Path:
@@ -130,7 +131,7 @@ def _wordsim() -> str:
     return datapath("wordsim353.tsv")
 
 
-def report(args: argparse.Namespace, copies: int, runs: dict) -> str:
+def report(args: argparse.Namespace, copies: int, runs: dict, load_before: float) -> str:
     """The markdown block: heading, command, machine and the table."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     command = shlex.join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
@@ -141,7 +142,8 @@ def report(args: argparse.Namespace, copies: int, runs: dict) -> str:
         "",
         f"`{command}`",
         "",
-        f"- machine: {machine('torch', 'gensim')}; load before {os.getloadavg()[0]:.1f}",
+        f"- machine: {machine('torch', 'gensim')}; load average before {load_before:.1f}, after "
+        f"{os.getloadavg()[0]:.1f}",
         f"- settings: sg=1 negative=5 window=5 vector_size=100 min_count=5 sample=0.001 "
         f"workers={args.workers} seed=1, corpus_file; gensim runs on the first copy only "
         f"({runs['gensim, first copy']['tokens']:,} tokens), as does the second torchw2v run",
