@@ -150,7 +150,7 @@ def test_train_resumes_from_its_checkpoint(corpus, tmp_path, monkeypatch, caplog
     assert checkpoint.is_file() and not vectors.exists()
 
     monkeypatch.setattr(persistence, "write_model", write)
-    with caplog.at_level(logging.INFO, logger="torchw2v.word2vec"):
+    with caplog.at_level(logging.INFO, logger="torchw2v"):
         assert main(args) == 0
     assert any("resuming from" in record.getMessage() for record in caplog.records)
     assert not checkpoint.exists()

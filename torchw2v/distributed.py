@@ -31,7 +31,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,7 +41,7 @@ import torch
 import torch.distributed as dist
 
 from .corpus import CorpusFile, ScannedCorpus, StreamedCorpus, seekable
-from .trainer import ChunkPlan, EpochReport, Position
+from .trainer import ChunkPlan, EpochReport, OneProcess, Position
 
 logger = logging.getLogger(__name__)
 
@@ -177,24 +177,11 @@ def merge_vocabularies(
     return list(index), totals
 
 
-def chain(*hooks: Callable[[Position], None] | None) -> Callable[[Position], None] | None:
-    """One ``on_chunk_end`` hook calling the given ones in order (``None``s skipped)."""
-    present = [hook for hook in hooks if hook]
-    if len(present) < 2:
-        return present[0] if present else None
-
-    def call(position: Position) -> None:
-        for hook in present:
-            hook(position)
-
-    return call
-
-
-class Cluster:
+class Cluster(OneProcess):
     """This process's place among the ranks that train one model, and their collectives.
 
-    ``Cluster.connect(False, device)`` stands for ordinary single-process training: one rank,
-    where every method is the identity or does nothing, so the training code has one path.
+    It overrides the hooks of :class:`torchw2v.trainer.OneProcess`, which single-process
+    training uses instead, so that a run on one process never enters this module.
 
     Attributes
     ----------
@@ -219,8 +206,6 @@ class Cluster:
             ``distributed`` is set but no process group exists and the environment does not
             describe one (the script was not started by ``torchrun``).
         """
-        if not distributed:
-            return cls(0, 1, device, SyncPolicy())
         policy = distributed if isinstance(distributed, SyncPolicy) else SyncPolicy()
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -1,8 +1,11 @@
 """The training loop: epochs, learning-rate schedule, chunks, progress, callbacks.
 
-No per-pair math lives here: each chunk of whole sentences goes to the engine, which applies
-the update. The learning rate decays linearly from ``start_alpha`` to ``end_alpha`` over all
-epochs, as in gensim; each chunk gets the rates at its first and last word.
+:func:`fit` is ``Word2Vec.train``'s run: it makes the engine for the model's settings and
+runs the :class:`Trainer` over the corpus, through the hooks of :class:`OneProcess` (or of a
+distributed ``Cluster``). No per-pair math lives here: each chunk of whole sentences goes to
+the engine, which applies the update. The learning rate decays linearly from ``start_alpha``
+to ``end_alpha`` over all epochs, as in gensim; each chunk gets the rates at its first and
+last word.
 """
 
 from __future__ import annotations
@@ -10,15 +13,20 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .corpus import StreamedCorpus
-from .engines import ChunkStats, Engine
+from .corpus import ScannedCorpus, StreamedCorpus
+from .engines import ChunkStats, Engine, EngineConfig, SamplingTables, create_engine
+from .engines.base import divergence_error
+from .engines.lockf import LockedRows
+from .vocab import huffman_paths
+from .weights import sync_to_host
 
 logger = logging.getLogger(__name__)
 
@@ -189,3 +197,216 @@ class Trainer:
                 on_epoch_end(report)
                 reports.append(report)
         return reports
+
+
+class OneProcess:
+    """Training in this process alone: the hooks through which distributed training
+    (:class:`torchw2v.distributed.Cluster`) shards the corpus, merges the vocabulary and
+    keeps the ranks in step. Here each is the identity or does nothing.
+
+    Attributes
+    ----------
+    rank, world : int
+        0 and 1.
+    device : torch.device
+        Where the model trains.
+    """
+
+    rank, world = 0, 1
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def shard(self, sentences: Iterable[list[str]]) -> Iterable[list[str]]:
+        """This rank's part of the corpus: all of it."""
+        return sentences
+
+    def merge_vocabulary(
+        self, scanned: ScannedCorpus, shard: Iterable[list[str]]
+    ) -> tuple[ScannedCorpus, int, int]:
+        """The whole corpus's raw vocabulary, sentences and raw words: this rank's."""
+        return scanned, scanned.sentences, scanned.raw_words
+
+    def seed(self, seed: int) -> int:
+        """This rank's engine seed."""
+        return seed
+
+    def plan(self, corpus: StreamedCorpus) -> ChunkPlan | None:
+        """The chunks every rank trains in step: ``None``, the trainer's own."""
+        return None
+
+    def share_start(self, start: Position | None) -> Position | None:
+        """Rank 0's resume position, for every rank."""
+        return start
+
+    def synchronizer(
+        self, weights: Sequence[torch.Tensor], chunks_per_epoch: int
+    ) -> Callable[[Position], None] | None:
+        """The ``on_chunk_end`` hook that keeps the ranks' weights in step: none."""
+        return None
+
+    def sum_report(self, report: EpochReport) -> EpochReport:
+        """The epoch's report with every rank's counts added up."""
+        return report
+
+
+def chain(*hooks: Callable[[Position], None] | None) -> Callable[[Position], None] | None:
+    """One ``on_chunk_end`` hook calling each of ``hooks`` that is not None, in order."""
+    present = [hook for hook in hooks if hook is not None]
+    if not present:
+        return None
+
+    def call(position: Position) -> None:
+        for hook in present:
+            hook(position)
+
+    return call
+
+
+def fit(
+    model: Any,
+    corpus: StreamedCorpus,
+    schedule: Schedule,
+    hooks: OneProcess,
+    start: Position | None = None,
+    saver: Callable[[Position], None] | None = None,
+    report_delay: float = 1.0,
+) -> tuple[int, int]:
+    """Train ``model`` (a :class:`torchw2v.Word2Vec`) on ``corpus``: ``Word2Vec.train``'s run.
+
+    Parameters
+    ----------
+    hooks : OneProcess
+        This process's place among the ranks (a ``Cluster`` in distributed training).
+    start : Position, optional
+        Where a checkpoint left off; default: the beginning.
+    saver : callable, optional
+        Called after each chunk with the position (checkpoints).
+
+    Returns
+    -------
+    (int, int)
+        Effective words trained and raw words read, over all epochs.
+
+    Raises
+    ------
+    FloatingPointError
+        Training diverged; the message names ``schedule.start_alpha`` and a smaller one.
+    """
+    start = hooks.share_start(start)
+    engine = engine_for(model, hooks.seed(model.seed + model.train_count))
+    trainer = Trainer(
+        engine, corpus, model.device, plan=hooks.plan(corpus), show_loss=model.compute_loss
+    )
+    if start:
+        engine.calls = start.epoch * trainer.chunks_per_epoch + start.chunk
+    logger.info(
+        "training model with %i workers on %i vocabulary and %i features, using sg=%s "
+        "hs=%s sample=%s negative=%s window=%s shrink_windows=%s on %s with the %s engine",
+        model.workers,
+        len(model.wv),
+        model.vector_size,
+        model.sg,
+        model.hs,
+        model.sample,
+        model.negative,
+        model.window,
+        model.shrink_windows,
+        model.device,
+        type(engine).__name__,
+    )
+    model.running_training_loss = 0.0
+    started = time.perf_counter()
+    for callback in model.callbacks:
+        callback.on_train_begin(model)
+    weights = (model._syn0, model._syn1neg, model._syn1)
+    sync = hooks.synchronizer(weights, trainer.chunks_per_epoch)
+    try:
+        reports = trainer.run(
+            schedule,
+            on_epoch_begin=lambda epoch: _epoch_begins(model),
+            on_epoch_end=lambda report: _epoch_ends(
+                model, hooks.sum_report(report), schedule.start_alpha
+            ),
+            report_delay=report_delay,
+            start=start,
+            on_chunk_end=chain(sync, saver),
+        )
+    except FloatingPointError:  # an engine names the rate of its chunk: name the user's
+        raise divergence_error(schedule.start_alpha) from None
+    for callback in model.callbacks:
+        callback.on_train_end(model)
+    elapsed = time.perf_counter() - started
+    trained = sum(r.stats.words for r in reports)
+    raw = sum(r.raw_words for r in reports)
+    model.train_count += 1
+    model.total_train_time += elapsed
+    model.min_alpha_yet_reached = schedule.end_alpha
+    logger.info(
+        "training on %i raw words (%i effective words) took %.1fs, %.0f effective words/s",
+        raw,
+        trained,
+        elapsed,
+        trained / max(elapsed, 1e-9),
+    )
+    return trained, raw
+
+
+def _epoch_begins(model: Any) -> None:
+    for callback in model.callbacks:
+        callback.on_epoch_begin(model)
+
+
+def _epoch_ends(model: Any, report: EpochReport, alpha: float) -> None:
+    """Bring the weights to the host, check them, record the loss, call the callbacks."""
+    sync_to_host(model)
+    if not all(np.isfinite(w).all() for w in (model.wv.vectors, model.syn1neg, model.syn1)):
+        raise divergence_error(alpha)
+    model.epoch_loss = report.stats.loss
+    model.running_training_loss += report.stats.loss
+    for callback in model.callbacks:
+        callback.on_epoch_end(model)
+
+
+def engine_for(model: Any, seed: int) -> Engine:
+    """The training engine for ``model``'s settings, device and weights."""
+    engine = create_engine(
+        model.engine,
+        model._syn0,
+        model._syn1neg,
+        sampling_tables(model),
+        EngineConfig(
+            window=model.window,
+            negative=model.negative,
+            shrink_windows=model.shrink_windows,
+            workers=model.workers,
+            seed=seed,
+            compute_loss=model.compute_loss,
+            sg=bool(model.sg),
+            hs=bool(model.hs),
+            cbow_mean=bool(model.cbow_mean),
+        ),
+        syn1=model._syn1 if model.hs else None,
+    )
+    if (model.wv.vectors_lockf != 1).any():
+        engine = LockedRows(engine, model._syn0, torch.from_numpy(model.wv.vectors_lockf))
+    return engine
+
+
+def sampling_tables(model: Any) -> SamplingTables:
+    """Subsampling thresholds, negative table and Huffman paths on the training device."""
+
+    def on_device(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(model.device)
+
+    paths = (None, None, None)
+    if model.hs:
+        codes = model.wv.expandos["code"]
+        # gensim stores a one-word vocabulary's empty path as a list
+        points = [np.asarray(p, dtype=np.int64) for p in model.wv.expandos["point"]]
+        paths = tuple(on_device(a) for a in huffman_paths(list(codes), points))
+    return SamplingTables(
+        on_device(model.wv.expandos["sample_int"].astype(np.int64)),
+        on_device(model.cum_table.astype(np.int64)),
+        *paths,
+    )

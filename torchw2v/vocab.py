@@ -20,6 +20,10 @@ logger = logging.getLogger(__name__)
 CUM_TABLE_DOMAIN = 2**31 - 1
 
 
+class EmptyVocabularyError(ValueError, RuntimeError):
+    """No word to train on: a ``ValueError`` as torchw2v raised, a ``RuntimeError`` as gensim."""
+
+
 @dataclass
 class Vocabulary:
     """Words kept for training and their statistics.
