@@ -136,8 +136,8 @@ def train_and_score(
     corpus = {"corpus_iterable": LineSentence(corpus_file)} if iterable else {}
     corpus = corpus or {"corpus_file": corpus_file}
     engine = EngineName()
-    logging.getLogger("torchw2v.word2vec").addHandler(engine)
-    logging.getLogger("torchw2v.word2vec").setLevel(logging.INFO)
+    logging.getLogger("torchw2v.trainer").addHandler(engine)
+    logging.getLogger("torchw2v.trainer").setLevel(logging.INFO)
 
     started = time.perf_counter()
     model.build_vocab(**corpus)
