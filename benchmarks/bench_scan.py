@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         reader, path, train = args.child
-        print(json.dumps(measure(reader, Path(path), args.workers, train == "1")))
+        print(json.dumps(measure(reader, Path(path), args.workers, int(train))))
         return
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as folder:
@@ -70,7 +70,7 @@ def main() -> None:
         for round_ in range(args.repeats):
             order = READERS if round_ % 2 == 0 else READERS[::-1]
             for reader in order:
-                scans[reader].append(child(reader, plain, args.workers, train=False))
+                scans[reader].append(child(reader, plain, args.workers, train=0))
         memory = memory_runs(plain, Path(folder), args) if args.train else []
     publish(report(args, scans, memory, load_before), args.record)
 
@@ -101,14 +101,14 @@ def memory_runs(plain: Path, folder: Path, args: argparse.Namespace) -> list[dic
     runs = []
     for reader in READERS[1:]:
         for times, path in ((1, plain), (args.times, bigger)):
-            runs.append({**child(reader, path, args.workers, train=True), "times": times})
+            runs.append({**child(reader, path, args.workers, train=times), "times": times})
     return runs
 
 
-def child(reader: str, path: Path, workers: int, train: bool) -> dict:
-    """One measurement in a fresh Python process."""
+def child(reader: str, path: Path, workers: int, train: int) -> dict:
+    """One measurement in a fresh Python process (``train``: see :func:`measure`)."""
     command = [sys.executable, __file__, "--corpus", str(path), "--workers", str(workers)]
-    command += ["--child", reader, str(path), "1" if train else "0"]
+    command += ["--child", reader, str(path), str(int(train))]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{reader} on {path} failed:\n{done.stderr[-3000:]}")
@@ -117,9 +117,13 @@ def child(reader: str, path: Path, workers: int, train: bool) -> dict:
     return result
 
 
-def measure(reader: str, path: Path, workers: int, train: bool) -> dict:
-    """build_vocab (and with ``train`` one epoch) in this process: seconds, peak MiB, digest."""
-    settings = {"vector_size": 100, "sg": 1, "workers": workers}
+def measure(reader: str, path: Path, workers: int, train: int) -> dict:
+    """build_vocab (and, if ``train``, one epoch) in this process: seconds, peak MiB, digest.
+
+    ``train`` is how many times the file repeats the text (0: no training): ``min_count`` is
+    5 times that, so that every repetition keeps the same words as the text once.
+    """
+    settings = {"vector_size": 100, "sg": 1, "workers": workers, "min_count": 5 * max(train, 1)}
     if reader == "gensim":
         import gensim
 
@@ -137,6 +141,7 @@ def measure(reader: str, path: Path, workers: int, train: bool) -> dict:
     model.build_vocab(corpus_file=str(path))
     seconds = time.perf_counter() - start
     result = {"seconds": seconds, "tokens": model.corpus_total_words, "digest": digest(model)}
+    result["vocabulary"] = len(model.wv)
     if train:
         start = time.perf_counter()
         model.train(corpus_file=str(path), total_examples=model.corpus_count, epochs=1)
@@ -194,21 +199,24 @@ def memory_table(memory: list[dict], times: int) -> list[str]:
     """Peak RSS of build_vocab + one epoch, once and repeated, and the growth per token."""
     lines = [
         "",
-        f"build_vocab + 1 epoch of torchw2v on the text once and {times} times over:",
+        f"build_vocab + 1 epoch of torchw2v on the text once and {times} times over "
+        f"(min_count 5 and {5 * times}: the same words):",
         "",
-        "| reader | tokens | build_vocab s | train s | peak RSS MiB | bytes per extra token |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| reader | tokens | vocabulary | build_vocab s | train s | peak RSS MiB "
+        f"| x{times} / x1 | bytes per extra token |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for reader in READERS[1:]:
         once, more = (r for r in memory if r["reader"] == reader)
         per_token = (
             (more["peak_mib"] - once["peak_mib"]) * 2**20 / (more["tokens"] - once["tokens"])
         )
+        ratio = more["peak_mib"] / once["peak_mib"]
         for run in (once, more):
-            extra = f"{per_token:.1f}" if run is more else ""
+            extra = f"{ratio:.3f} | {per_token:.1f}" if run is more else " | "
             lines.append(
-                f"| {reader} | {run['tokens']:,} | {run['seconds']:.2f} | "
-                f"{run['train_seconds']:.2f} | {run['peak_mib']:,.0f} | {extra} |"
+                f"| {reader} | {run['tokens']:,} | {run['vocabulary']:,} | {run['seconds']:.2f} "
+                f"| {run['train_seconds']:.2f} | {run['peak_mib']:,.0f} | {extra} |"
             )
     return lines
 

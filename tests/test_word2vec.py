@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
+import threading
 
 import gensim
 import numpy as np
@@ -547,3 +549,26 @@ def test_same_seed_is_reproducible(small_corpus):
     assert np.array_equal(a.wv.vectors, b.wv.vectors)
     assert np.array_equal(a.syn1neg, b.syn1neg)
     assert not np.allclose(a.wv.vectors, c.wv.vectors)
+
+
+def test_one_process_never_enters_the_distributed_module(small_corpus, tmp_path):
+    from torchw2v import distributed
+
+    entered = set()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == distributed.__file__:
+            entered.add(frame.f_code.co_name)
+
+    threading.setprofile(profile)
+    sys.setprofile(profile)
+    try:
+        model = torchw2v.Word2Vec(vector_size=8, min_count=1, workers=2, device="cpu")
+        model.build_vocab(small_corpus)
+        model.train(small_corpus, total_examples=model.corpus_count, epochs=2)
+        model.save(tmp_path / "model.npz")
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    assert model.train_count == 1
+    assert not entered, sorted(entered)
