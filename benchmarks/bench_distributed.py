@@ -1,4 +1,4 @@
-"""Benchmark distributed training: 1, 2 and 4 ranks, synchronisation intervals and modes.
+"""Benchmark distributed training: 1, 2, 4 and 8 ranks, synchronisation intervals and modes.
 
 Every run is the ``torchw2v train`` command as a user types it: ``python -m torchw2v train``
 for one process, ``torchrun --nproc_per_node R -m torchw2v train`` for R ranks, with
@@ -7,17 +7,18 @@ each, so 4 ranks on 2 threads oversubscribe). The corpus slice is decompressed o
 ranks split it into byte ranges. Training and synchronisation seconds come from rank 0's
 log; the vectors are scored afterwards (analogies at 30,000 words, WS353, SimLex-999).
 
-A run is ``RANKS[:MODE:EVERY_WORDS]``, e.g. ``1``, ``2:delta:524288``, ``4:rows:65536``.
+A run is ``RANKS[:MODE:EVERY_WORDS]``, e.g. ``1``, ``2:delta:32768``, ``4:rows:65536``.
 
 Examples
 --------
-``python benchmarks/bench_distributed.py --tokens 4000000 --epochs 3 --record``
+``python benchmarks/bench_distributed.py --tokens 4000000 --epochs 3 --cbow 1 --record``
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import re
 import shlex
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,18 +35,12 @@ from common import RESULTS, machine, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = (ROOT / "../shared/corpora/wiki17m.txt.gz").resolve()
-DEFAULT_RUNS = (
-    "1",
-    "1",
-    "2:delta:65536",
-    "2:delta:524288",
-    "2:delta:2097152",
-    "2:rows:65536",
-    "2:average:524288",
-    "4:delta:524288",
-)
+DEFAULT_RUNS = ("1", "2:delta:32768", "4:delta:32768", "8:delta:32768")
 TRAINED = re.compile(r"training on (\d+) raw words \((\d+) effective words\) took ([\d.]+)s")
-SYNCED = re.compile(r"EPOCH \d+: (\d+) synchronisations \(\w+\) took ([\d.]+)s, (\d+)% of rows")
+SYNCED = re.compile(
+    r"EPOCH \d+: (\d+) synchronisations \(\w+\) took ([\d.]+)s, (\d+)% of rows sent, "
+    r"(\d+) bytes reduced"
+)
 
 
 @dataclass
@@ -62,9 +57,15 @@ class Run:
     syncs: int = 0
     sync_s: float = 0.0
     rows_percent: float = 0.0
+    reduced_bytes: int = 0
     analogy: float = 0.0
     ws353: float = 0.0
     simlex: float = 0.0
+
+    @property
+    def bytes_per_word(self) -> float:
+        """Bytes each rank sends per word it trains (gloo's ring all-reduce)."""
+        return 2 * (self.ranks - 1) * self.reduced_bytes / max(self.raw_words, 1)
 
     @property
     def label(self) -> str:
@@ -80,15 +81,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=4_000_000, help="first N tokens (lines)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--size", type=int, default=100, help="vector size")
+    parser.add_argument("--cbow", type=int, choices=(0, 1), default=0, help="1 for CBOW")
     parser.add_argument("--total-threads", type=int, default=2, help="threads of all ranks")
     parser.add_argument("--run", action="append", help=f"RANKS[:MODE:EVERY] ({DEFAULT_RUNS})")
     parser.add_argument("--record", action="store_true", help=f"append the results to {RESULTS}")
+    parser.add_argument("--json", type=Path, help="append each run as a JSON line here")
     return parser.parse_args(argv)
 
 
 def parse_run(text: str, total_threads: int) -> Run:
     """``RANKS[:MODE:EVERY_WORDS]`` as a :class:`Run` (not measured yet)."""
-    ranks, mode, every = (text.split(":") + ["delta", "524288"])[:3]
+    ranks, mode, every = (text.split(":") + ["delta", "32768"])[:3]
     return Run(int(ranks), mode, int(every), max(1, total_threads // int(ranks)))
 
 
@@ -119,7 +122,8 @@ def command(run: Run, corpus: Path, vectors: Path, args: argparse.Namespace) -> 
             *("torchrun", "--nproc_per_node", str(run.ranks)),
             *("--master_port", str(free_port()), "-m", "torchw2v"),
         ]
-    flags = ["-train", str(corpus), "-output", str(vectors), "-binary", "1", "-cbow", "0"]
+    flags = ["-train", str(corpus), "-output", str(vectors), "-binary", "1"]
+    flags += ["-cbow", str(args.cbow)]
     flags += ["-size", str(args.size), "-iter", str(args.epochs), "-threads", str(run.threads)]
     flags += ["-device", "cpu", "-sync-words", str(run.every_words), "-sync-mode", run.mode]
     return [*launcher, "train", *flags]
@@ -143,9 +147,10 @@ def measure(run: Run, corpus: Path, tmp: Path, args: argparse.Namespace) -> Run:
     trained = TRAINED.findall(done.stderr)[-1]  # rank 0 logs at INFO, the others do not
     run.raw_words, run.train_s = int(trained[0]), float(trained[2])
     synced = SYNCED.findall(done.stderr)
-    run.syncs = sum(int(calls) for calls, _, _ in synced)
-    run.sync_s = sum(float(seconds) for _, seconds, _ in synced)
-    run.rows_percent = max((float(rows) for _, _, rows in synced), default=0.0)
+    run.syncs = sum(int(calls) for calls, *_ in synced)
+    run.sync_s = sum(float(line[1]) for line in synced)
+    run.rows_percent = max((float(line[2]) for line in synced), default=0.0)
+    run.reduced_bytes = sum(int(line[3]) for line in synced)
     scores = evaluate(load_vectors(str(vectors)))
     run.analogy = scores["analogies"]["overall"]
     run.ws353 = scores["pairs"]["wordsim353.tsv"]["spearman"]
@@ -166,16 +171,17 @@ def report(args: argparse.Namespace, slice_: tuple[int, int], runs: list[Run], l
         "",
         f"- machine: {machine('torch', 'gensim')}; "
         f"load average (1, 5, 15 min) before / after: {load}",
-        f"- settings: `torchw2v train -cbow 0 -size {args.size} -iter {args.epochs}` (window 5, "
-        f"negative 5, sample 1e-3, min-count 5), {args.total_threads} threads over all ranks "
-        "(at least 1 per rank), gloo on CPU, one machine",
+        f"- settings: `torchw2v train -cbow {args.cbow} -size {args.size} -iter {args.epochs}` "
+        f"(window 5, negative 5, sample 1e-3, min-count 5), {args.total_threads} threads over "
+        "all ranks (at least 1 per rank), gloo on CPU, one machine",
         "- train s and words/s: rank 0's `training on ... took` line (raw words of all ranks); "
         "sync s: rank 0's time in synchronisations; command s: the whole command, start-up, "
-        "vocabulary and writing included",
+        "vocabulary and writing included; bytes/word: what each rank sends per word it "
+        "trains, for gloo's ring all-reduce (2 (n - 1) / n of each reduced tensor)",
         "",
         "| run | threads/rank | train s | words/s | vs 1 process | syncs | sync s | rows sent "
-        "| command s | analogy | WS353 | SimLex-999 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| bytes/word | command s | analogy | WS353 | SimLex-999 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         speed = run.raw_words / run.train_s
@@ -183,7 +189,8 @@ def report(args: argparse.Namespace, slice_: tuple[int, int], runs: list[Run], l
         out.append(
             f"| {run.label} | {run.threads} | {run.train_s:.1f} | {speed:,.0f} "
             f"| {speed / baseline:.2f}x | {run.syncs} | {run.sync_s:.1f} | {rows} "
-            f"| {run.command_s:.0f} | {run.analogy:.3f} | {run.ws353:.3f} | {run.simlex:.3f} |"
+            f"| {run.bytes_per_word:.0f} | {run.command_s:.0f} | {run.analogy:.3f} "
+            f"| {run.ws353:.3f} | {run.simlex:.3f} |"
         )
     return "\n".join(out) + "\n"
 
@@ -203,9 +210,24 @@ def main(argv: list[str]) -> None:
         print(f"corpus: {slice_[1]:,} tokens, {slice_[0]:,} lines", file=sys.stderr)
         for run in runs:
             measure(run, corpus, Path(tmp), args)
-            print(f"{run.label}: {run.train_s:.1f}s, analogy {run.analogy:.3f}", file=sys.stderr)
+            print(
+                f"{run.label}: {run.train_s:.1f}s, analogy {run.analogy:.3f}, "
+                f"WS353 {run.ws353:.3f}, {run.bytes_per_word:.0f} bytes/word",
+                file=sys.stderr,
+            )
     block = report(args, slice_, runs, f"{before} / {load_average()}")
     publish(block, args.record)
+    if args.json:
+        write_json(args.json, args, slice_[1], runs)
+
+
+def write_json(path: Path, args: argparse.Namespace, tokens: int, runs: list[Run]) -> None:
+    """Append each run, with the corpus size and settings, as one JSON line to ``path``."""
+    settings = {"tokens": tokens, "epochs": args.epochs, "cbow": args.cbow, "size": args.size}
+    with path.open("a", encoding="utf-8") as out:
+        for run in runs:
+            line = {**settings, **asdict(run), "bytes_per_word": run.bytes_per_word}
+            out.write(json.dumps(line) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from torchw2v.distributed import (
     Synchronizer,
     SyncPolicy,
     merge_vocabularies,
+    saturation_scale,
     vocabulary_part,
 )
 from torchw2v.trainer import Position
@@ -74,6 +75,8 @@ WORKER = textwrap.dedent(
     model.train(corpus_file=job["corpus"], total_examples=model.corpus_count,
                 epochs=model.epochs, checkpoint=job["checkpoint"], checkpoint_every=0)
     save("file", model)
+    with open(f"{out}/row_counts{rank}.json", "w") as f:  # what the synchroniser scaled by
+        json.dump(model._cluster.counts[: len(model.wv)].tolist(), f)
     model.save(f"{out}/model{rank}.npz")
     if job["modes"]:  # an iterable, dealt out sentence by sentence, and the other modes
         with open(job["corpus"]) as lines:
@@ -198,8 +201,8 @@ def test_round_robin_deals_sentences_out_and_restarts(small_corpus):
 class IdenticalRanks:
     """A cluster of ``world`` ranks that all hold this rank's tensors (no processes)."""
 
-    def __init__(self, world: int, mode: str):
-        self.world, self.policy = world, SyncPolicy(mode=mode)
+    def __init__(self, world: int, policy: SyncPolicy):
+        self.world, self.policy = world, policy
 
     def all_reduce_(self, tensor, what, op=None):
         if op is None:  # a sum over identical ranks
@@ -209,17 +212,41 @@ class IdenticalRanks:
         pass
 
 
+@pytest.mark.parametrize("mode", ["delta", "rows"])
+@pytest.mark.parametrize("world", [2, 4, 8])
+def test_summed_changes_move_each_row_as_far_as_one_process_would(mode, world):
+    policy = SyncPolicy(every_words=8000, mode=mode, saturation=4.0)
+    counts = np.array([6000, 1500, 400, 90, 9, 1])
+    occurrences = counts / counts.sum() * policy.every_words / world
+    w = torch.zeros(len(counts) + 1, 2)  # the last row is no word's: no rank changes it
+    sync = Synchronizer(IdenticalRanks(world, policy), [w], 10, np.append(counts, 0))
+    # every rank moves each row the same fraction of the way to 1, more for frequent words
+    moved = 1 - np.exp(-occurrences / policy.saturation)
+    w[:-1] += torch.from_numpy(moved).float()[:, None]
+    sync(Position(0, 1))
+    one_process = 1 - (1 - moved) ** world  # the same moves made one after the other
+    assert w[:-1, 0].numpy() == pytest.approx(one_process, rel=1e-5)
+    assert w[0, 0] == pytest.approx(1.0)  # the most frequent word: the moves are averaged
+    assert not w[-1].any()
+
+
 @pytest.mark.parametrize("mode", ["delta", "rows", "average"])
-@pytest.mark.parametrize("world", [2, 4])
-def test_synchronisation_adds_up_changes_and_damps_rows_every_rank_moved(mode, world):
+def test_rows_without_counts_are_averaged_over_the_ranks_that_changed_them(mode):
     w = torch.zeros(3, 2)
-    sync = Synchronizer(IdenticalRanks(world, mode), [w], chunks_per_epoch=10)
+    sync = Synchronizer(IdenticalRanks(4, SyncPolicy(mode=mode)), [w], chunks_per_epoch=10)
     w[0] += 1.0  # every rank made the same change to row 0; rows 1 and 2 are unchanged
     sync(Position(0, 1))
-    summed = world if world <= 2 else 2.0  # the sum, damped to 2/n of it beyond 2 ranks
-    expected = 1.0 if mode == "average" else summed
-    assert w[0].tolist() == [expected, expected]
+    assert w[0].tolist() == [1.0, 1.0]
     assert not w[1:].any()
+
+
+@pytest.mark.parametrize("world", [2, 8])
+def test_saturation_scale_adds_rare_words_moves_and_averages_frequent_ones(world):
+    occurrences = torch.tensor([0.0, 1e-6, 1.0, 4.0, 1e9], dtype=torch.float64)
+    scale = saturation_scale(occurrences, world, saturation=4.0)
+    assert scale[:2].tolist() == pytest.approx([1.0, 1.0])
+    assert scale[-1] == pytest.approx(1 / world)
+    assert (scale.diff() < 0).all()
 
 
 def test_sync_policy_is_checked():
@@ -227,6 +254,8 @@ def test_sync_policy_is_checked():
         SyncPolicy(mode="sometimes")
     with pytest.raises(ValueError, match="every_words"):
         SyncPolicy(every_words=0)
+    with pytest.raises(ValueError, match="saturation=0"):
+        SyncPolicy(saturation=0)
 
 
 def test_distributed_outside_torchrun_says_how_to_launch(monkeypatch):
@@ -239,25 +268,36 @@ def test_distributed_outside_torchrun_says_how_to_launch(monkeypatch):
 # ------------------------------------------------------------------ two ranks over gloo
 
 
+TWO_GPUS = pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL, one GPU per rank)"
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=TWO_GPUS)])
 def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
-    worker, wiki_txt, tmp_path, child_env
+    device, worker, wiki_txt, tmp_path, child_env
 ):
+    settings = {**SETTINGS, "device": device}
     job = {
         "corpus": str(wiki_txt),
         "out": str(tmp_path),
-        "settings": SETTINGS,
+        "settings": settings,
         "policy": POLICY,
         "checkpoint": None,
         "crash": False,
         "modes": True,
     }
-    for status, err in launch(worker, job, child_env):
+    backend = "nccl" if device == "cuda" else "gloo"
+    for rank, (status, err) in enumerate(launch(worker, job, child_env)):
         assert status == 0, err
+        assert f"rank {rank} of 2 on {device}{f':{rank}' * (device == 'cuda')} ({backend})" in err
 
     reference = gensim.models.Word2Vec(min_count=5)
     reference.build_vocab(corpus_file=str(wiki_txt))
     assert read_state(tmp_path, "file", 0) == read_state(tmp_path, "file", 1)
     assert read_state(tmp_path, "file", 0) == gensim_state(reference)
+    row_counts = json.loads((tmp_path / "row_counts1.json").read_text())
+    assert row_counts == read_state(tmp_path, "file", 1)["counts"]
     iterable = gensim.models.Word2Vec(min_count=2)
     with open(wiki_txt) as lines:
         iterable.build_vocab([line.split() for _, line in zip(range(400), lines)])
@@ -269,7 +309,7 @@ def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
     assert (tmp_path / "model0.npz").exists() and not (tmp_path / "model1.npz").exists()
 
     together = torchw2v.Word2Vec.load(tmp_path / "model0.npz", device="cpu")
-    alone = torchw2v.Word2Vec(corpus_file=str(wiki_txt), **{**SETTINGS, "workers": 2})
+    alone = torchw2v.Word2Vec(corpus_file=str(wiki_txt), **{**settings, "workers": 2})
     (ws353, months), (ws353_alone, months_alone) = quality(together.wv), quality(alone.wv)
     assert alone.corpus_total_words == together.corpus_total_words
     assert ws353 == pytest.approx(ws353_alone, abs=0.04)  # seeds alone move it by about 0.01

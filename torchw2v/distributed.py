@@ -60,27 +60,33 @@ class SyncPolicy:
         Corpus words (all ranks together) trained between two synchronisations.
     mode : {"delta", "rows", "average"}
         ``"delta"``: the changes each rank made since the last synchronisation are added up
-        (an all-reduce of whole matrices), as if every rank's updates had been applied to one
-        shared model; a row that ``n > 2`` ranks changed gets ``2 / n`` of the sum, since
-        the full sum of many ranks' changes to a frequent word overshoots and diverges.
-        ``"rows"``: the same, sending only the rows that some rank changed (cheaper when a
-        synchronisation touches few of the vocabulary's rows). ``"average"``: the ranks'
-        weights are averaged (periodic model averaging), which divides each rank's step by
-        the number of ranks.
+        (an all-reduce of whole matrices), each row's sum scaled by :func:`saturation_scale`
+        so that it moves as far as in one process making all the ranks' updates: a rare
+        word's changes add up in full, a frequent word's (which every rank moved to the same
+        place) are averaged. ``"rows"``: the same, sending only the rows that some rank
+        changed (cheaper when a synchronisation touches few of the vocabulary's rows).
+        ``"average"``: the ranks' weights are averaged (periodic model averaging), which
+        divides each rank's step by the number of ranks.
     timeout : float
         Seconds a rank waits for the others in a collective before raising
         :class:`RankFailure` (used when torchw2v creates the process group).
+    saturation : float
+        How often a word occurs in one rank's words between two synchronisations for its
+        rows to move ``1 - 1/e`` of the way to where that rank's updates alone would settle
+        them (:func:`saturation_scale`); measured in ``benchmarks/RESULTS.md``.
     """
 
-    every_words: int = 2**19
+    every_words: int = 2**15
     mode: str = "delta"
     timeout: float = 600.0
+    saturation: float = 256.0
 
     def __post_init__(self) -> None:
-        if self.every_words < 1 or self.timeout <= 0:
+        if self.every_words < 1 or self.timeout <= 0 or not self.saturation > 0:
             raise ValueError(
-                f"SyncPolicy needs every_words >= 1 and timeout > 0, got "
-                f"every_words={self.every_words}, timeout={self.timeout}"
+                f"SyncPolicy needs every_words >= 1, timeout > 0 and saturation > 0, got "
+                f"every_words={self.every_words}, timeout={self.timeout}, "
+                f"saturation={self.saturation}"
             )
         if self.mode not in SYNC_MODES:
             raise ValueError(f"SyncPolicy mode must be one of {SYNC_MODES}, got {self.mode!r}")
@@ -195,6 +201,7 @@ class Cluster(OneProcess):
 
     def __init__(self, rank: int, world: int, device: torch.device, policy: SyncPolicy):
         self.rank, self.world, self.device, self.policy = rank, world, device, policy
+        self.counts: np.ndarray | None = None  # the merged vocabulary's, largest first
 
     @classmethod
     def connect(cls, distributed: bool | SyncPolicy, device: torch.device) -> Cluster:
@@ -254,6 +261,7 @@ class Cluster(OneProcess):
         with self._guard("merging the vocabulary"):
             dist.all_gather_object(parts, vocabulary_part(scanned, shard, self.rank, self.world))
         words, counts = merge_vocabularies(parts)
+        self.counts = np.sort(counts)[::-1]  # the rows' counts, once sorted by frequency
         sentences, raw_words = self._sum(np.array([scanned.sentences, scanned.raw_words]))
         merged = ScannedCorpus(words, counts, scanned.sentences, scanned.raw_words)
         return merged, int(sentences), int(raw_words)
@@ -292,10 +300,22 @@ class Cluster(OneProcess):
         return Position(start.epoch, start.chunk) if start and self.rank else start
 
     def synchronizer(
-        self, weights: Sequence[torch.Tensor], chunks_per_epoch: int
+        self,
+        weights: Sequence[torch.Tensor],
+        chunks_per_epoch: int,
+        counts: np.ndarray | None = None,
     ) -> Synchronizer | None:
-        """The ``on_chunk_end`` hook that synchronises ``weights``; ``None`` for one rank."""
-        return Synchronizer(self, weights, chunks_per_epoch) if self.world > 1 else None
+        """The ``on_chunk_end`` hook that synchronises ``weights``; ``None`` for one rank.
+
+        ``counts`` are the corpus counts of the rows' words (:class:`Synchronizer`); by
+        default the merged vocabulary's, largest first: the rows' order in a vocabulary
+        sorted by frequency (``sorted_vocab=1``, the default) without a ``trim_rule``.
+        """
+        if self.world == 1:
+            return None
+        if counts is None and self.counts is not None:
+            counts = self.counts[: len(weights[0])]
+        return Synchronizer(self, weights, chunks_per_epoch, counts)
 
     def sum_report(self, report: EpochReport) -> EpochReport:
         """Add every rank's raw words, trained words, pairs and loss into ``report``."""
@@ -361,16 +381,36 @@ class Synchronizer:
         The ``(V, d)`` matrices to keep in sync (empty ones are skipped), updated in place.
     chunks_per_epoch : int
         After the epoch's last chunk, the epoch's synchronisations are logged.
+    counts : numpy.ndarray, optional
+        ``(V,)`` corpus count of the word of each row, for the matrices of ``V`` rows (the
+        input and negative-sampling vectors); they set :func:`saturation_scale`. Rows
+        without a count (Huffman nodes, or no ``counts``) are averaged over the ranks that
+        changed them.
     """
 
-    def __init__(self, cluster: Cluster, weights: Sequence[torch.Tensor], chunks_per_epoch: int):
+    def __init__(
+        self,
+        cluster: Cluster,
+        weights: Sequence[torch.Tensor],
+        chunks_per_epoch: int,
+        counts: np.ndarray | None = None,
+    ):
         self.cluster, self.chunks_per_epoch = cluster, chunks_per_epoch
         self.weights = [w for w in weights if w.numel()]
         for w in self.weights:
             cluster.broadcast_(w, "sharing rank 0's starting weights")
         keep_base = cluster.policy.mode != "average"
         self.bases = [w.clone() for w in self.weights] if keep_base else []
-        self.calls, self.seconds, self.rows_sent = 0, 0.0, 0.0
+        self.scales = [self._counted_scale(w, counts) for w in self.weights]
+        self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
+
+    def _counted_scale(self, w: torch.Tensor, counts: np.ndarray | None) -> torch.Tensor | None:
+        if counts is None or len(counts) != len(w):
+            return None
+        policy, share = self.cluster.policy, counts / max(counts.sum(), 1)
+        occurrences = torch.from_numpy(share * policy.every_words / self.cluster.world)
+        scale = saturation_scale(occurrences, self.cluster.world, policy.saturation)
+        return scale.to(w.dtype).to(w.device)
 
     def __call__(self, position: Position) -> None:
         started = time.perf_counter()
@@ -381,54 +421,93 @@ class Synchronizer:
         self.seconds += time.perf_counter() - started
         if position.chunk == self.chunks_per_epoch:
             logger.info(
-                "EPOCH %i: %i synchronisations (%s) took %.2fs, %.0f%% of rows sent",
+                "EPOCH %i: %i synchronisations (%s) took %.2fs, %.0f%% of rows sent, "
+                "%i bytes reduced",
                 position.epoch,
                 self.calls,
                 self.cluster.policy.mode,
                 self.seconds,
                 100 * self.rows_sent / self.calls,
+                self.bytes,
             )
-            self.calls, self.seconds, self.rows_sent = 0, 0.0, 0.0
+            self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
+
+    def _reduce(self, tensor: torch.Tensor, what: str) -> None:
+        self.cluster.all_reduce_(tensor, what)
+        self.bytes += tensor.numel() * tensor.element_size()
 
     def _average(self, i: int, w: torch.Tensor) -> None:
-        self.cluster.all_reduce_(w, "averaging the weights")
+        self._reduce(w, "averaging the weights")
         w.div_(self.cluster.world)
         self.rows_sent += 1 / len(self.weights)
 
     def _delta(self, i: int, w: torch.Tensor) -> None:
         base = self.bases[i]
         w.sub_(base)  # w holds this rank's change ...
-        scale = self._row_scale(w) if self.cluster.world > 2 else None
-        self.cluster.all_reduce_(w, "adding up the ranks' updates")  # ... then all ranks'
-        if scale is not None:
-            w.mul_(scale[:, None])
-        w.add_(base)
+        scale = self.scales[i]
+        if scale is None:
+            scale = self._averaged_over_changers(w)
+        self._reduce(w, "adding up the ranks' updates")  # ... then all ranks'
+        w.mul_(scale[:, None]).add_(base)
         base.copy_(w)
         self.rows_sent += 1 / len(self.weights)
 
     def _rows(self, i: int, w: torch.Tensor) -> None:
         base = self.bases[i]
-        scale = self._row_scale(w - base)  # (V,), 0 for the rows no rank changed
-        rows = scale.nonzero().squeeze(1)  # (R,)
-        delta = w.index_select(0, rows).sub_(base.index_select(0, rows))  # (R, d)
-        self.cluster.all_reduce_(delta, "adding up the ranks' updates")
-        fresh = base.index_select(0, rows).addcmul_(delta, scale[rows, None])
+        change = w - base
+        changers = self._changers(change)  # (V,)
+        rows = changers.nonzero().squeeze(1)  # (R,)
+        scale = self.scales[i]
+        scale = (1 / changers[rows].to(w.dtype)) if scale is None else scale[rows]
+        delta = change.index_select(0, rows)  # (R, d)
+        self._reduce(delta, "adding up the ranks' updates")
+        fresh = base.index_select(0, rows).addcmul_(delta, scale[:, None])
         w.index_copy_(0, rows, fresh)
         base.index_copy_(0, rows, fresh)
         self.rows_sent += rows.numel() / max(len(w), 1) / len(self.weights)
 
-    def _row_scale(self, change: torch.Tensor) -> torch.Tensor:
-        """``(V,)`` factor of each row's summed change: 1 where one or two ranks changed the
-        row, ``2 / n`` where ``n > 2`` did, 0 where none did.
+    def _changers(self, change: torch.Tensor) -> torch.Tensor:
+        """``(V,)`` int32: how many ranks changed each row."""
+        changers = change.ne(0).any(dim=1).to(torch.int32)
+        self._reduce(changers, "counting the ranks that changed each row")
+        return changers
 
-        Every rank moves a frequent word's row toward the same place, so adding up ``n``
-        such changes overshoots ``n`` times; measured in ``benchmarks/RESULTS.md``, the full
-        sum collapses with 4 ranks, while 2 ranks adding up in full match one process.
-        Rows changed by one or two ranks (rarer words) keep their whole change.
-        """
-        ranks = change.ne(0).any(dim=1).to(torch.int32)  # (V,) 1 where this rank changed it
-        self.cluster.all_reduce_(ranks, "counting the ranks that changed each row")
-        return torch.where(ranks > 2, 2 / ranks.clamp(min=1), (ranks > 0).to(change.dtype))
+    def _averaged_over_changers(self, change: torch.Tensor) -> torch.Tensor:
+        """``(V,)`` factor averaging each row's summed change over the ranks that made it."""
+        return 1 / self._changers(change).clamp(min=1).to(change.dtype)
+
+
+def saturation_scale(occurrences: torch.Tensor, world: int, saturation: float) -> torch.Tensor:
+    """The factor of each row's summed change that makes ``world`` ranks move it as far as one
+    process making all their updates in a row would.
+
+    Between two synchronisations each rank moves a row some fraction ``p`` of the way to
+    where its updates would settle it; the more often the row's word occurs, the closer to 1.
+    Taken as ``p = 1 - exp(-occurrences / saturation)``. One process making the updates of
+    all ranks one after the other covers ``1 - (1 - p) ** world`` of the way, so the sum of
+    the ranks' changes is scaled by ``(1 - (1 - p) ** world) / (world * p)``: 1 for a rare
+    word (the ranks' moves add up, as when a single rank moved it), ``1 / world`` for a
+    frequent one (every rank moved it to the same place: the moves are averaged).
+
+    Parameters
+    ----------
+    occurrences : torch.Tensor
+        ``(V,)`` float64: how often each row's word occurs in the words one rank trains
+        between two synchronisations.
+    world : int
+        The number of ranks.
+    saturation : float
+        Occurrences per rank that move a row ``1 - 1/e`` of the way (:class:`SyncPolicy`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(V,)`` float64 factors in ``[1 / world, 1]``.
+    """
+    p = -torch.expm1(-occurrences / saturation)  # (V,)
+    linear = p < 1e-9  # where the ratio is 1 up to rounding
+    scale = -torch.expm1(world * torch.log1p(-p.clamp(max=1 - 1e-12))) / (world * p)
+    return torch.where(linear, torch.ones_like(p), scale)
 
 
 def _init_process_group(device: torch.device, timeout: float) -> None:
