@@ -58,9 +58,12 @@ def resume(
         )
     for name, value in meta["state"].items():
         setattr(model, name, value)
-    for name, tensor in (("vectors", model._syn0), ("syn1neg", model._syn1neg)):
+    for name, tensor in (
+        ("vectors", model._syn0),
+        ("syn1neg", model._syn1neg),
+        ("syn1", model._syn1),
+    ):
         tensor.copy_(torch.from_numpy(arrays[name]))
-    model._syn1.copy_(torch.from_numpy(arrays["syn1"]))
     weights.sync_to_host(model)
     logger.info("resuming from %s at epoch %i, chunk %i", path, mark["epoch"], mark["chunk"])
     return Position(mark["epoch"], mark["chunk"], ChunkStats(**mark["stats"]))

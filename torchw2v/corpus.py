@@ -369,7 +369,8 @@ class StreamedCorpus:
         ids, offsets = np.zeros(0, np.int32), np.zeros(1, np.int64)  # sentences carried over
         first_sentence = first_token = 0  # corpus positions of the carried sentences
         reached = 1  # bounds[:reached] are done
-        for block_ids, block_offsets, _ in read_ahead(self.blocks):
+        no_sentences = (np.zeros(0, np.int32), np.zeros(1, np.int64), 0)  # ends empty chunks
+        for block_ids, block_offsets, _ in itertools.chain(read_ahead(self.blocks), [no_sentences]):
             ids = np.concatenate((ids, block_ids))
             offsets = np.concatenate((offsets[:-1], block_offsets + offsets[-1]))
             held_end = first_sentence + offsets.size - 1  # past the last sentence held
@@ -383,9 +384,6 @@ class StreamedCorpus:
             lo = offsets[cut]
             ids, offsets = ids[lo:], offsets[cut:] - lo
             first_sentence, first_token = first_sentence + int(cut), first_token + int(lo)
-        if bounds[-1] == first_sentence and reached < len(bounds):  # empty chunks at the end
-            yield from ((ids, offsets, first_token),) * (len(bounds) - reached)
-            reached = len(bounds)
         if reached != len(bounds):
             raise RuntimeError(
                 f"{self.blocks.what} changed while it was trained on: it must give the same "
