@@ -7,7 +7,8 @@ directory (``build/sanitize_op``, never torch's extension cache), loads it, so t
 ``torch.ops.torchw2v.train_chunk`` is the sanitized op, then runs against it:
 
 1. ``tests/test_op_fuzz.py`` with ``--examples`` hypothesis examples per test, and
-   ``tests/test_engine_compiled.py`` (every kernel against its NumPy replay);
+   ``tests/test_engine_compiled.py`` (every kernel against its NumPy replay) and the engine
+   contract suite's torch and compiled cases (``tests/test_engine_contract.py``);
 2. issue 14's public-API reproductions (a divergent alpha, ``window=10**9``, ``alpha=1`` with
    ``vector_size=1``, CBOW with ``window=1000``, ``alpha=100`` with every objective) and
    ``--trials`` random legal settings: each must end in finite vectors or the
@@ -204,9 +205,14 @@ def child(args: argparse.Namespace) -> int:
 
     load_sanitized_op(args.source, args.build_dir)
     os.environ["TORCHW2V_FUZZ_EXAMPLES"] = str(args.examples)
-    tests = ["tests/test_op_fuzz.py", "tests/test_engine_compiled.py"]
+    tests = [
+        "tests/test_op_fuzz.py",
+        "tests/test_engine_compiled.py",
+        "tests/test_engine_contract.py",
+    ]
     outcomes = Outcomes()
-    status = pytest.main(["-q", "-p", "no:cacheprovider", "--capture=sys", *tests], [outcomes])
+    options = ["-q", "-p", "no:cacheprovider", "--capture=sys", "-k", "not triton"]
+    status = pytest.main([*options, *tests], [outcomes])
     print(f"SUMMARY: pytest {' '.join(tests)}: {outcomes.counts}, exit status {int(status)}")
     endings: dict[str, int] = {}
     for name, kwargs in reproductions(args.trials):
