@@ -42,12 +42,23 @@ WORKER = textwrap.dedent(
     import json, logging, os, sys, time
     import numpy as np
     from gensim.models.callbacks import CallbackAny2Vec
+    import torchw2v.distributed as distributed
     from torchw2v import Word2Vec
     from torchw2v.distributed import SyncPolicy
 
     logging.basicConfig(level=logging.INFO)
     job = json.loads(sys.argv[1])
     rank, out = int(os.environ["RANK"]), job["out"]
+    synchronizers = []
+
+
+    class Recorded(distributed.Synchronizer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            synchronizers.append(self)
+
+
+    distributed.Synchronizer = Recorded  # what Cluster.synchronizer makes
 
 
     class CrashOnRank1(CallbackAny2Vec):
@@ -67,6 +78,8 @@ WORKER = textwrap.dedent(
                  "cum_table": model.cum_table.tolist()}
         with open(f"{out}/{name}{rank}.json", "w") as f:
             json.dump(state, f)
+        with open(f"{out}/{name}_scales{rank}.json", "w") as f:  # each row's factor
+            json.dump([s if s is None else s.tolist() for s in synchronizers[-1].scales], f)
 
 
     policy = SyncPolicy(**job["policy"])
@@ -75,8 +88,6 @@ WORKER = textwrap.dedent(
     model.train(corpus_file=job["corpus"], total_examples=model.corpus_count,
                 epochs=model.epochs, checkpoint=job["checkpoint"], checkpoint_every=0)
     save("file", model)
-    with open(f"{out}/row_counts{rank}.json", "w") as f:  # what the synchroniser scaled by
-        json.dump(model._cluster.counts[: len(model.wv)].tolist(), f)
     model.save(f"{out}/model{rank}.npz")
     if job["modes"]:  # an iterable, dealt out sentence by sentence, and the other modes
         with open(job["corpus"]) as lines:
@@ -84,6 +95,9 @@ WORKER = textwrap.dedent(
         for mode in ("rows", "average"):
             small = SyncPolicy(every_words=4096, mode=mode, timeout=60)
             save(mode, Word2Vec(sentences, min_count=2, distributed=small, **job["settings"]))
+        small = SyncPolicy(every_words=4096, timeout=60)
+        unsorted = {**job["settings"], "sorted_vocab": 0, "hs": 1}  # HS: syn1 is synced too
+        save("unsorted", Word2Vec(sentences, min_count=2, distributed=small, **unsorted))
     """
 )
 
@@ -219,7 +233,7 @@ def test_summed_changes_move_each_row_as_far_as_one_process_would(mode, world):
     counts = np.array([6000, 1500, 400, 90, 9, 1])
     occurrences = counts / counts.sum() * policy.every_words / world
     w = torch.zeros(len(counts) + 1, 2)  # the last row is no word's: no rank changes it
-    sync = Synchronizer(IdenticalRanks(world, policy), [w], 10, np.append(counts, 0))
+    sync = Synchronizer(IdenticalRanks(world, policy), [w], 10, [np.append(counts, 0)])
     # every rank moves each row the same fraction of the way to 1, more for frequent words
     moved = 1 - np.exp(-occurrences / policy.saturation)
     w[:-1] += torch.from_numpy(moved).float()[:, None]
@@ -268,6 +282,18 @@ def test_distributed_outside_torchrun_says_how_to_launch(monkeypatch):
 # ------------------------------------------------------------------ two ranks over gloo
 
 
+def assert_scale_follows_each_rows_count(out: Path, name: str) -> None:
+    """The synchroniser scaled each word's rows by that word's own count (the more frequent,
+    the smaller the factor), in the vocabulary's row order, and scaled no Huffman node."""
+    counts = np.array(read_state(out, name, 1)["counts"])
+    syn0, syn1neg, *syn1 = json.loads((out / f"{name}_scales1.json").read_text())
+    assert syn1 in ([], [None])  # the Huffman nodes get no word's count
+    assert syn0 == syn1neg
+    by_count = np.argsort(counts, kind="stable")
+    rising, scale = np.diff(counts[by_count]), np.diff(np.array(syn0)[by_count])
+    assert (scale[rising > 0] < 0).all() and (scale[rising == 0] == 0).all()
+
+
 TWO_GPUS = pytest.mark.skipif(
     torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL, one GPU per rank)"
 )
@@ -296,8 +322,8 @@ def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
     reference.build_vocab(corpus_file=str(wiki_txt))
     assert read_state(tmp_path, "file", 0) == read_state(tmp_path, "file", 1)
     assert read_state(tmp_path, "file", 0) == gensim_state(reference)
-    row_counts = json.loads((tmp_path / "row_counts1.json").read_text())
-    assert row_counts == read_state(tmp_path, "file", 1)["counts"]
+    for name in ("file", "unsorted"):
+        assert_scale_follows_each_rows_count(tmp_path, name)
     iterable = gensim.models.Word2Vec(min_count=2)
     with open(wiki_txt) as lines:
         iterable.build_vocab([line.split() for _, line in zip(range(400), lines)])
@@ -306,6 +332,8 @@ def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
             np.load(tmp_path / f"{name}0.npy"), np.load(tmp_path / f"{name}1.npy")
         )
     assert read_state(tmp_path, "rows", 1) == gensim_state(iterable)
+    unsorted = read_state(tmp_path, "unsorted", 1)["counts"]
+    assert unsorted != sorted(unsorted, reverse=True)  # rows not in order of frequency
     assert (tmp_path / "model0.npz").exists() and not (tmp_path / "model1.npz").exists()
 
     together = torchw2v.Word2Vec.load(tmp_path / "model0.npz", device="cpu")

@@ -201,7 +201,6 @@ class Cluster(OneProcess):
 
     def __init__(self, rank: int, world: int, device: torch.device, policy: SyncPolicy):
         self.rank, self.world, self.device, self.policy = rank, world, device, policy
-        self.counts: np.ndarray | None = None  # the merged vocabulary's, largest first
 
     @classmethod
     def connect(cls, distributed: bool | SyncPolicy, device: torch.device) -> Cluster:
@@ -261,7 +260,6 @@ class Cluster(OneProcess):
         with self._guard("merging the vocabulary"):
             dist.all_gather_object(parts, vocabulary_part(scanned, shard, self.rank, self.world))
         words, counts = merge_vocabularies(parts)
-        self.counts = np.sort(counts)[::-1]  # the rows' counts, once sorted by frequency
         sentences, raw_words = self._sum(np.array([scanned.sentences, scanned.raw_words]))
         merged = ScannedCorpus(words, counts, scanned.sentences, scanned.raw_words)
         return merged, int(sentences), int(raw_words)
@@ -303,18 +301,15 @@ class Cluster(OneProcess):
         self,
         weights: Sequence[torch.Tensor],
         chunks_per_epoch: int,
-        counts: np.ndarray | None = None,
+        counts: Sequence[np.ndarray | None],
     ) -> Synchronizer | None:
         """The ``on_chunk_end`` hook that synchronises ``weights``; ``None`` for one rank.
 
-        ``counts`` are the corpus counts of the rows' words (:class:`Synchronizer`); by
-        default the merged vocabulary's, largest first: the rows' order in a vocabulary
-        sorted by frequency (``sorted_vocab=1``, the default) without a ``trim_rule``.
+        ``counts[i]`` is the corpus count of the word of each row of ``weights[i]``, or
+        ``None`` for a matrix whose rows are no words (:class:`Synchronizer`).
         """
         if self.world == 1:
             return None
-        if counts is None and self.counts is not None:
-            counts = self.counts[: len(weights[0])]
         return Synchronizer(self, weights, chunks_per_epoch, counts)
 
     def sum_report(self, report: EpochReport) -> EpochReport:
@@ -381,11 +376,12 @@ class Synchronizer:
         The ``(V, d)`` matrices to keep in sync (empty ones are skipped), updated in place.
     chunks_per_epoch : int
         After the epoch's last chunk, the epoch's synchronisations are logged.
-    counts : numpy.ndarray, optional
-        ``(V,)`` corpus count of the word of each row, for the matrices of ``V`` rows (the
-        input and negative-sampling vectors); they set :func:`saturation_scale`. Rows
-        without a count (Huffman nodes, or no ``counts``) are averaged over the ranks that
-        changed them.
+    counts : sequence of (numpy.ndarray or None), optional
+        Per matrix, the ``(V,)`` corpus count of the word of each of its rows (the input and
+        negative-sampling vectors, in the vocabulary's order), which sets
+        :func:`saturation_scale`; ``None`` for a matrix whose rows are no words (the Huffman
+        nodes of ``syn1``), or for all of them when omitted: those rows are averaged over
+        the ranks that changed them.
     """
 
     def __init__(
@@ -393,19 +389,21 @@ class Synchronizer:
         cluster: Cluster,
         weights: Sequence[torch.Tensor],
         chunks_per_epoch: int,
-        counts: np.ndarray | None = None,
+        counts: Sequence[np.ndarray | None] | None = None,
     ):
         self.cluster, self.chunks_per_epoch = cluster, chunks_per_epoch
-        self.weights = [w for w in weights if w.numel()]
+        counts = counts if counts is not None else [None] * len(weights)
+        kept = [(w, c) for w, c in zip(weights, counts, strict=True) if w.numel()]
+        self.weights = [w for w, _ in kept]
         for w in self.weights:
             cluster.broadcast_(w, "sharing rank 0's starting weights")
         keep_base = cluster.policy.mode != "average"
         self.bases = [w.clone() for w in self.weights] if keep_base else []
-        self.scales = [self._counted_scale(w, counts) for w in self.weights]
+        self.scales = [self._counted_scale(w, c) for w, c in kept]
         self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
 
     def _counted_scale(self, w: torch.Tensor, counts: np.ndarray | None) -> torch.Tensor | None:
-        if counts is None or len(counts) != len(w):
+        if counts is None:
             return None
         policy, share = self.cluster.policy, counts / max(counts.sum(), 1)
         occurrences = torch.from_numpy(share * policy.every_words / self.cluster.world)

@@ -240,9 +240,14 @@ class OneProcess:
         return start
 
     def synchronizer(
-        self, weights: Sequence[torch.Tensor], chunks_per_epoch: int
+        self,
+        weights: Sequence[torch.Tensor],
+        chunks_per_epoch: int,
+        counts: Sequence[np.ndarray | None],
     ) -> Callable[[Position], None] | None:
-        """The ``on_chunk_end`` hook that keeps the ranks' weights in step: none."""
+        """The ``on_chunk_end`` hook that keeps the ranks' weights in step (``counts[i]``:
+        the corpus count of each row's word of ``weights[i]``, ``None`` for rows of no
+        word): none."""
         return None
 
     def sum_report(self, report: EpochReport) -> EpochReport:
@@ -320,7 +325,8 @@ def fit(
     for callback in model.callbacks:
         callback.on_train_begin(model)
     weights = (model._syn0, model._syn1neg, model._syn1)
-    sync = hooks.synchronizer(weights, trainer.chunks_per_epoch)
+    counts = model.wv.expandos["count"]  # of syn0's and syn1neg's rows; syn1's are tree nodes
+    sync = hooks.synchronizer(weights, trainer.chunks_per_epoch, (counts, counts, None))
     try:
         reports = trainer.run(
             schedule,
