@@ -14,7 +14,7 @@ from gensim.models import Word2Vec as GensimWord2Vec
 from reference import Draws, gensim_paths, huffman_tables, reference_train, unigram_cum_table
 
 from torchw2v.engines import compiled
-from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables
+from torchw2v.engines.base import ChunkStats, EngineConfig, EngineWeights, SamplingTables
 
 if not compiled.is_available():  # pragma: no cover - depends on the machine's toolchain
     pytest.skip(
@@ -508,7 +508,7 @@ def test_engine_seeds_chunk_k_with_chunk_seed(small):
     tables = SamplingTables(sample_int, cum_table)
     syn0, syn1 = init_vectors(vocab, 16)
     engine = compiled.CompiledEngine(
-        syn0, syn1, tables, EngineConfig(window=3, negative=3, workers=1, seed=1)
+        EngineWeights(syn0, syn1), tables, EngineConfig(window=3, negative=3, workers=1, seed=1)
     )
     stats = [engine.train_chunk(ids, offsets, 0.025, 0.02) for _ in range(2)]
     assert compiled.chunk_seed(1, 0) != compiled.chunk_seed(1, 1)
@@ -549,11 +549,9 @@ def test_engine_passes_every_setting_to_the_op(small):
     points, codes, lengths = huffman
     engine_vectors = start_vectors(vocab, 8, mode)
     engine = compiled.CompiledEngine(
-        engine_vectors[0],
-        engine_vectors[1],
+        EngineWeights(*engine_vectors),
         SamplingTables(sample_int, cum_table, points, codes, lengths),
         config,
-        syn1=engine_vectors[2],
     )
     got = engine.train_chunk(ids, offsets, 0.04, 0.02)
     syn0, syn1neg, syn1 = start_vectors(vocab, 8, mode)
@@ -610,13 +608,12 @@ def test_learns_planted_clusters_with_two_workers(mode):
         hs=mode.hs,
         cbow_mean=mode.cbow_mean,
     )
-    engine = compiled.CompiledEngine(
+    weights = EngineWeights(
         syn0,
         syn1neg if mode.negative else syn1neg[:0],
-        tables,
-        config,
-        syn1=torch.zeros(vocab, dim) if mode.hs else None,
+        torch.zeros(vocab, dim) if mode.hs else None,
     )
+    engine = compiled.CompiledEngine(weights, tables, config)
     ids_t, offsets_t = torch.from_numpy(ids), torch.from_numpy(offsets)
     total = ChunkStats()
     for epoch in range(3):
@@ -727,7 +724,9 @@ def test_engine_converts_the_huffman_tables_once(small):
     hs_tables = SamplingTables(sample_int, cum_table, *huffman)
     syn0, syn1 = init_vectors(vocab, 8)
     hs_only = EngineConfig(window=3, negative=0, hs=True)
-    engine = compiled.CompiledEngine(syn0, syn1[:0], hs_tables, hs_only, syn1=syn1.clone())
+    engine = compiled.CompiledEngine(
+        EngineWeights(syn0, syn1[:0], syn1.clone()), hs_tables, hs_only
+    )
     assert (engine.points.dtype, engine.codes.dtype, engine.lengths.dtype) == (
         torch.int32,
         torch.uint8,

@@ -21,7 +21,13 @@ import pytest
 import torch
 from reference import KEEP_ALL, make_tables, one_thread  # noqa: F401 (an autouse fixture)
 
-from torchw2v.engines.base import ChunkStats, EngineConfig, SamplingTables, check_chunk
+from torchw2v.engines.base import (
+    ChunkStats,
+    EngineConfig,
+    EngineWeights,
+    SamplingTables,
+    check_chunk,
+)
 
 ENGINES = ("torch", "compiled", "triton")
 OBJECTIVES = {
@@ -50,24 +56,25 @@ def make_engine(kind: str, weights: Weights, tables: SamplingTables, cfg: Engine
     """The engine ``kind`` on ``weights``, passing each output matrix only where ``cfg``
     trains it (``syn1neg`` as ``(0, d)`` without negative sampling)."""
     syn1neg = weights["syn1neg"] if cfg.negative else weights["syn1neg"][:0]
-    return build(kind, weights["syn0"], syn1neg, weights["syn1"] if cfg.hs else None, tables, cfg)
+    syn1 = weights["syn1"] if cfg.hs else None
+    return build(kind, EngineWeights(weights["syn0"], syn1neg, syn1), tables, cfg)
 
 
-def build(kind, syn0, syn1neg, syn1, tables, cfg):
-    """``Engine(syn0, syn1neg, tables, cfg, syn1=syn1)`` of the engine ``kind``."""
+def build(kind, weights, tables, cfg):
+    """``Engine(weights, tables, cfg)`` of the engine ``kind``."""
     if kind == "torch":
         from torchw2v.engines.torch_engine import TorchEngine
 
-        return TorchEngine(syn0, syn1neg, tables, cfg, syn1=syn1, batch_centers=BATCH)
+        return TorchEngine(weights, tables, cfg, batch_centers=BATCH)
     if kind == "compiled":
         from torchw2v.engines import compiled
 
         if not compiled.is_available():
             pytest.skip("the compiled CPU engine cannot be built here")
-        return compiled.CompiledEngine(syn0, syn1neg, tables, cfg, syn1=syn1)
+        return compiled.CompiledEngine(weights, tables, cfg)
     from torchw2v.engines.triton_engine import TritonEngine
 
-    return TritonEngine(syn0, syn1neg, tables, cfg, syn1=syn1, centers=BATCH)
+    return TritonEngine(weights, tables, cfg, centers=BATCH)
 
 
 def start_weights(vocab: int, dim: int, seed: int = 0, outputs: float = 0.1) -> Weights:
@@ -312,7 +319,7 @@ def check_bad_settings_are_refused(kind: str) -> None:
     bare = SamplingTables(tables.sample_int, tables.cum_table)
 
     def engine(cfg, syn0=syn0, syn1neg=syn1neg, syn1=None, tables=tables):
-        return build(kind, syn0, syn1neg, syn1, tables, cfg)
+        return build(kind, EngineWeights(syn0, syn1neg, syn1), tables, cfg)
 
     points, codes, lengths = tables.points, tables.codes, tables.lengths
     short_paths = SamplingTables(tables.sample_int, tables.cum_table, points[:3], codes, lengths)

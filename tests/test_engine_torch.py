@@ -18,7 +18,7 @@ from reference import (  # one_thread: an autouse fixture
 )
 
 from torchw2v.engines import torch_engine
-from torchw2v.engines.base import EngineConfig, SamplingTables, chunk_seed
+from torchw2v.engines.base import EngineConfig, EngineWeights, SamplingTables, chunk_seed
 from torchw2v.engines.batches import UINT32_RANGE
 from torchw2v.engines.torch_engine import TorchEngine
 
@@ -134,14 +134,8 @@ def run_engine(toy_vocab, device, setup, batch):
     }
     tensors = {k: torch.tensor(a, dtype=torch.float32, device=device) for k, a in start.items()}
     tables = sampling_tables(toy_vocab, device)
-    engine = TorchEngine(
-        tensors["syn0"],
-        tensors["syn1neg"],
-        tables,
-        cfg,
-        syn1=tensors["syn1"] if hs else None,
-        batch_centers=batch,
-    )
+    weights = EngineWeights(tensors["syn0"], tensors["syn1neg"], tensors["syn1"] if hs else None)
+    engine = TorchEngine(weights, tables, cfg, batch_centers=batch)
     ids, offsets = encode(toy_vocab, TOY)
     stats = engine.train_chunk(torch.from_numpy(ids), torch.from_numpy(offsets), 0.2, 0.1)
 
@@ -200,7 +194,7 @@ def train_toy(toy_vocab, batch_centers=None, **settings) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     weights = [torch.rand(v, d, generator=gen) - 0.5 for _ in range(3)]
     tables = sampling_tables(toy_vocab, "cpu")
-    engine = TorchEngine(*weights[:2], tables, cfg, syn1=weights[2], batch_centers=batch_centers)
+    engine = TorchEngine(EngineWeights(*weights), tables, cfg, batch_centers=batch_centers)
     ids, offsets = encode(toy_vocab, TOY)
     engine.train_chunk(torch.from_numpy(ids), torch.from_numpy(offsets), 0.2, 0.2)
     return weights
@@ -252,7 +246,8 @@ def train(sentences, setup, epochs=5, d=16):
     syn0 = (torch.rand(v, d, generator=gen) - 0.5) / d
     syn1neg, syn1 = torch.zeros(v if negative else 0, d), torch.zeros(v, d)
     tables = sampling_tables(vocab, "cpu", keep_all=False)
-    engine = TorchEngine(syn0, syn1neg, tables, cfg, syn1=syn1 if hs else None, batch_centers=64)
+    weights = EngineWeights(syn0, syn1neg, syn1 if hs else None)
+    engine = TorchEngine(weights, tables, cfg, batch_centers=64)
     ids, offsets = (torch.from_numpy(a) for a in encode(vocab, sentences))
     alphas = np.linspace(0.05, 0.0001, epochs + 1)
     losses = [engine.train_chunk(ids, offsets, a, b).loss for a, b in zip(alphas, alphas[1:])]

@@ -33,7 +33,7 @@ import interpreter  # noqa: E402
 from reference import KEEP_ALL, Draws, make_tables, reference_train  # noqa: E402
 
 from torchw2v.engines import choose_engine, triton_unavailable_reason  # noqa: E402
-from torchw2v.engines.base import EngineConfig, SamplingTables  # noqa: E402
+from torchw2v.engines.base import EngineConfig, EngineWeights, SamplingTables  # noqa: E402
 from torchw2v.engines.triton_engine import (  # noqa: E402
     PreparedChunk,
     TritonEngine,
@@ -126,8 +126,12 @@ def make_engine(
     weights: dict[str, torch.Tensor], tables: SamplingTables, cfg: EngineConfig, **options
 ) -> TritonEngine:
     """The engine on these weights, ``syn1`` passed only with hierarchical softmax."""
-    syn1 = weights["syn1"] if cfg.hs else None
-    return TritonEngine(weights["syn0"], weights["syn1neg"], tables, cfg, syn1=syn1, **options)
+    return TritonEngine(engine_weights(weights, cfg), tables, cfg, **options)
+
+
+def engine_weights(weights: dict[str, torch.Tensor], cfg: EngineConfig) -> EngineWeights:
+    """``weights`` as an engine takes them, ``syn1`` only with hierarchical softmax."""
+    return EngineWeights(weights["syn0"], weights["syn1neg"], weights["syn1"] if cfg.hs else None)
 
 
 def reference_update(
@@ -282,8 +286,7 @@ def check_matches_compiled_engine(objective: str) -> None:
     on_cpu, in_kernel = random_weights(vocab, dim), random_weights(vocab, dim)
     start = snapshot(on_cpu)
 
-    syn1 = on_cpu["syn1"] if cfg.hs else None
-    cpu = compiled.CompiledEngine(on_cpu["syn0"], on_cpu["syn1neg"], tables, cfg, syn1=syn1)
+    cpu = compiled.CompiledEngine(engine_weights(on_cpu, cfg), tables, cfg)
     offsets = torch.from_numpy(np.concatenate(([0], np.cumsum(lengths))))
     expected = cpu.train_chunk(torch.from_numpy(words.astype(np.int32)), offsets, alpha, alpha)
     negatives = np.zeros((len(words), cfg.negative), dtype=np.int64)
@@ -519,9 +522,7 @@ def interpreted(monkeypatch):
 def test_engine_rejects_an_unknown_dot_precision():
     w = random_weights(4, 8)
     with pytest.raises(ValueError, match="dot_precision"):
-        TritonEngine(
-            w["syn0"], w["syn1neg"], make_tables(np.ones(4)), config(), dot_precision="fp16"
-        )
+        make_engine(w, make_tables(np.ones(4)), config(), dot_precision="fp16")
 
 
 def test_engine_converts_the_huffman_tables(interpreted):
@@ -529,23 +530,21 @@ def test_engine_converts_the_huffman_tables(interpreted):
     are in tests/test_engine_contract.py)."""
     w = random_weights(4, 8)
     tables = make_tables(np.arange(4, 0, -1))
-    engine = TritonEngine(w["syn0"], w["syn1neg"], tables, config("sg_hs"), syn1=w["syn1"])
+    engine = make_engine(w, tables, config("sg_hs"))
     converted = engine.tables
     assert converted.points.dtype == torch.int32 and converted.codes.dtype == torch.uint8
     assert torch.equal(converted.points.long(), tables.points)
     assert converted.lengths.tolist() == tables.lengths.tolist()
     # a one-word vocabulary has no Huffman path: one padding column keeps the shapes valid
     one = random_weights(1, 8)
-    single = TritonEngine(
-        one["syn0"], one["syn1neg"], make_tables(np.ones(1)), config("sg_hs"), syn1=one["syn1"]
-    )
+    single = make_engine(one, make_tables(np.ones(1)), config("sg_hs"))
     assert single.tables.points.shape == (1, 1) and single.tables.lengths.tolist() == [0]
 
 
 def test_a_window_wider_than_the_kernel_holds_is_refused(interpreted):
     weights = random_weights(4, 8)
     cfg = config(window=10**9)
-    engine = TritonEngine(weights["syn0"], weights["syn1neg"], make_tables(np.ones(4)), cfg)
+    engine = make_engine(weights, make_tables(np.ones(4)), cfg)
     m = 3000  # one sentence: contexts up to 2999 words either side
     chunk = prepared(np.zeros(m), np.zeros((m, 5)), (m,), np.full(m, 10**9))
     with pytest.raises(ValueError, match=r"window=1000000000 spans 2999 words.*engine='torch'"):
@@ -558,9 +557,7 @@ def test_engine_centers_per_launch(interpreted):
     tables = make_tables(np.ones(4))
 
     def per_launch(objective: str, **options) -> int | None:
-        cfg = config(objective)
-        syn1 = w["syn1"] if cfg.hs else None
-        return TritonEngine(w["syn0"], w["syn1neg"], tables, cfg, syn1=syn1, **options)
+        return make_engine(w, tables, config(objective), **options)
 
     assert per_launch("sg_ns").centers_per_launch is None  # the whole chunk at once
     assert per_launch("cbow_mean_hs").centers_per_launch == 256
@@ -578,7 +575,7 @@ def test_engine_centers_per_launch(interpreted):
 def test_engine_on_cpu_needs_the_interpreter():
     w = random_weights(4, 8)
     with pytest.raises(ValueError, match="TRITON_INTERPRET"):
-        TritonEngine(w["syn0"], w["syn1neg"], make_tables(np.ones(4)), config())
+        make_engine(w, make_tables(np.ones(4)), config())
 
 
 @pytest.fixture

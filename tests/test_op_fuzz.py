@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from torchw2v.engines import compiled
-from torchw2v.engines.base import EngineConfig, SamplingTables
+from torchw2v.engines.base import EngineConfig, EngineWeights, SamplingTables
 
 if not compiled.is_available():  # pragma: no cover - depends on the machine's toolchain
     pytest.skip("the compiled CPU engine cannot be built here", allow_module_level=True)
@@ -389,7 +389,8 @@ def test_hostile_inputs_raise_before_training(name, call, data):
 def _engine(vocab: int = 5, dim: int = 4, **config) -> compiled.CompiledEngine:
     tables = SamplingTables(torch.full((vocab,), 2**32), torch.arange(1, vocab + 1) * 100)
     syn0 = torch.rand(vocab, dim) - 0.5
-    return compiled.CompiledEngine(syn0, torch.zeros(vocab, dim), tables, EngineConfig(**config))
+    weights = EngineWeights(syn0, torch.zeros(vocab, dim))
+    return compiled.CompiledEngine(weights, tables, EngineConfig(**config))
 
 
 def test_engine_raises_the_divergence_error_naming_alpha():

@@ -22,7 +22,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .corpus import ScannedCorpus, StreamedCorpus
-from .engines import ChunkStats, Engine, EngineConfig, SamplingTables, create_engine
+from .engines import (
+    ChunkStats,
+    Engine,
+    EngineConfig,
+    EngineWeights,
+    SamplingTables,
+    create_engine,
+)
 from .engines.base import divergence_error
 from .engines.lockf import LockedRows
 from .vocab import huffman_paths
@@ -378,8 +385,7 @@ def engine_for(model: Any, seed: int) -> Engine:
     """The training engine for ``model``'s settings, device and weights."""
     engine = create_engine(
         model.engine,
-        model._syn0,
-        model._syn1neg,
+        EngineWeights(model._syn0, model._syn1neg, model._syn1 if model.hs else None),
         sampling_tables(model),
         EngineConfig(
             window=model.window,
@@ -392,7 +398,6 @@ def engine_for(model: Any, seed: int) -> Engine:
             hs=bool(model.hs),
             cbow_mean=bool(model.cbow_mean),
         ),
-        syn1=model._syn1 if model.hs else None,
     )
     if (model.wv.vectors_lockf != 1).any():
         engine = LockedRows(engine, model._syn0, torch.from_numpy(model.wv.vectors_lockf))

@@ -21,7 +21,7 @@ import os
 
 import torch
 
-from .base import ChunkStats, Engine, EngineConfig, SamplingTables
+from .base import ChunkStats, Engine, EngineConfig, EngineWeights, SamplingTables
 from .torch_engine import TorchEngine
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ __all__ = [
     "ChunkStats",
     "Engine",
     "EngineConfig",
+    "EngineWeights",
     "SamplingTables",
     "choose_engine",
     "create_engine",
@@ -41,16 +42,9 @@ __all__ = [
 
 
 def create_engine(
-    name: str,
-    syn0: torch.Tensor,
-    syn1neg: torch.Tensor,
-    tables: SamplingTables,
-    config: EngineConfig,
-    syn1: torch.Tensor | None = None,
+    name: str, weights: EngineWeights, tables: SamplingTables, config: EngineConfig
 ) -> Engine:
-    """Build the engine called ``name`` for the device of ``syn0`` (see :func:`choose_engine`).
-
-    ``syn1`` holds the hierarchical-softmax output vectors when ``config.hs``.
+    """Build the engine called ``name`` for the weights' device (see :func:`choose_engine`).
 
     Raises
     ------
@@ -61,16 +55,16 @@ def create_engine(
         ``"compiled"`` was asked for and the C++ op cannot be built (CPU), or triton cannot
         be imported (CUDA).
     """
-    kind = choose_engine(name, syn0.device)
+    kind = choose_engine(name, weights.syn0.device)
     if kind == "triton":
         from .triton_engine import TritonEngine
 
-        return TritonEngine(syn0, syn1neg, tables, config, syn1=syn1)
+        return TritonEngine(weights, tables, config)
     if kind == "compiled":
         from . import compiled
 
-        return compiled.CompiledEngine(syn0, syn1neg, tables, config, syn1=syn1)
-    return TorchEngine(syn0, syn1neg, tables, config, syn1=syn1)
+        return compiled.CompiledEngine(weights, tables, config)
+    return TorchEngine(weights, tables, config)
 
 
 def choose_engine(name: str, device: torch.device) -> str:

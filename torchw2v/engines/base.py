@@ -76,6 +76,27 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class EngineWeights:
+    """The matrices an engine updates in place, all on one device.
+
+    Attributes
+    ----------
+    syn0 : torch.Tensor
+        ``(V, d)`` float32 contiguous input vectors.
+    syn1neg : torch.Tensor
+        Negative-sampling output vectors, ``(V, d)`` like ``syn0`` when ``config.negative >
+        0``; not read otherwise (then typically ``(0, d)``).
+    syn1 : torch.Tensor or None
+        Hierarchical-softmax output vectors, ``(V, d)`` like ``syn0``: given exactly when
+        ``config.hs``.
+    """
+
+    syn0: torch.Tensor
+    syn1neg: torch.Tensor
+    syn1: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
 class SamplingTables:
     """Per-word tables, built by :mod:`torchw2v.vocab`, on the engine's device.
 
@@ -123,22 +144,16 @@ class ChunkStats:
 
 
 class Engine(Protocol):
-    """A training engine: ``Engine(syn0, syn1neg, tables, config, syn1=None)``.
+    """A training engine: ``Engine(weights, tables, config)``.
 
     Parameters
     ----------
-    syn0 : torch.Tensor
-        ``(V, d)`` float32 contiguous input vectors, updated in place by ``train_chunk``.
-    syn1neg : torch.Tensor
-        Negative-sampling output vectors, ``(V, d)`` like ``syn0`` when ``config.negative >
-        0``; not used otherwise (then typically ``(0, d)``).
+    weights : EngineWeights
+        The matrices ``train_chunk`` updates in place.
     tables : SamplingTables
         ``sample_int`` and ``cum_table``, and with ``config.hs`` the Huffman paths.
     config : EngineConfig
         Architecture, objectives, window, negatives, seed, workers, loss.
-    syn1 : torch.Tensor, optional
-        Hierarchical-softmax output vectors, ``(V, d)`` like ``syn0``: given exactly when
-        ``config.hs``.
 
     Every engine checks these with :func:`check_engine` (a ``ValueError`` naming what is
     wrong). ``calls`` counts the chunks trained so far; the ``calls``-th chunk draws its
@@ -266,9 +281,7 @@ def check_objectives(config: EngineConfig, syn1: torch.Tensor | None) -> None:
         raise ValueError("syn1 is given but config.hs is false (hs=0): pass syn1=None")
 
 
-def check_weights(
-    syn0: torch.Tensor, syn1neg: torch.Tensor, syn1: torch.Tensor | None, config: EngineConfig
-) -> None:
+def check_weights(weights: EngineWeights, config: EngineConfig) -> None:
     """``syn0`` and the output matrices ``config`` trains are 2-D float32, contiguous, alike.
 
     Raises
@@ -276,9 +289,10 @@ def check_weights(
     ValueError
         Naming the matrix and what is wrong with it.
     """
-    outputs = {"syn1neg": syn1neg} if config.negative > 0 else {}
+    syn0 = weights.syn0
+    outputs = {"syn1neg": weights.syn1neg} if config.negative > 0 else {}
     if config.hs:
-        outputs["syn1"] = syn1
+        outputs["syn1"] = weights.syn1
     for name, t in (("syn0", syn0), *outputs.items()):
         if t.dtype != torch.float32 or t.dim() != 2:
             raise ValueError(
@@ -297,14 +311,10 @@ def check_weights(
 
 
 def check_engine(
-    syn0: torch.Tensor,
-    syn1neg: torch.Tensor,
-    syn1: torch.Tensor | None,
-    tables: SamplingTables,
-    config: EngineConfig,
+    weights: EngineWeights, tables: SamplingTables, config: EngineConfig
 ) -> SamplingTables:
     """Check an engine's arguments against the contract (:class:`Engine`); return ``tables``
-    checked, contiguous on ``syn0``'s device.
+    checked, contiguous on the weights' device.
 
     The Huffman tables come back as :func:`huffman_tables` gives them (int32, uint8, int32)
     with ``config.hs``, and are left out without it.
@@ -315,9 +325,9 @@ def check_engine(
         ``config`` trains nothing, or a weight matrix or table is missing or of the wrong
         dtype, shape, layout or range; the message names it.
     """
-    check_objectives(config, syn1)
-    check_weights(syn0, syn1neg, syn1, config)
-    vocab, device = syn0.shape[0], syn0.device
+    check_objectives(config, weights.syn1)
+    check_weights(weights, config)
+    vocab, device = weights.syn0.shape[0], weights.syn0.device
     sample_int = tables.sample_int.to(device, torch.int64).contiguous()
     cum_table = tables.cum_table.to(device, torch.int64).contiguous()
     for name, t in (("sample_int", sample_int), ("cum_table", cum_table)):

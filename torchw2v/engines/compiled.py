@@ -26,6 +26,7 @@ import torch
 from .base import (
     ChunkStats,
     EngineConfig,
+    EngineWeights,
     SamplingTables,
     check_engine,
     chunk_seed,
@@ -207,14 +208,8 @@ class CompiledEngine:
     threads race on shared rows (Hogwild), so results vary slightly from run to run.
     """
 
-    def __init__(
-        self,
-        syn0: torch.Tensor,
-        syn1neg: torch.Tensor,
-        tables: SamplingTables,
-        config: EngineConfig,
-        syn1: torch.Tensor | None = None,
-    ):
+    def __init__(self, weights: EngineWeights, tables: SamplingTables, config: EngineConfig):
+        syn0, syn1neg, syn1 = weights.syn0, weights.syn1neg, weights.syn1
         if syn0.device.type != "cpu" or not 1 <= config.workers <= MAX_WORKERS:
             raise ValueError(
                 f"the compiled CPU engine needs CPU tensors and workers in [1, {MAX_WORKERS}], "
@@ -225,7 +220,7 @@ class CompiledEngine:
                 f"the compiled CPU engine takes at most negative={MAX_NEGATIVE}, "
                 f"got {config.negative}"
             )
-        tables = check_engine(syn0, syn1neg, syn1, tables, config)
+        tables = check_engine(weights, tables, config)
         if config.hs:
             self.points, self.codes, self.lengths = tables.points, tables.codes, tables.lengths
         else:

@@ -17,7 +17,14 @@ import torch
 
 from .. import objective
 from . import batches
-from .base import ChunkStats, EngineConfig, SamplingTables, check_engine, divergence_error
+from .base import (
+    ChunkStats,
+    EngineConfig,
+    EngineWeights,
+    SamplingTables,
+    check_engine,
+    divergence_error,
+)
 
 # Updates within a batch are computed from the same (stale) vectors and summed. A frequent
 # word occurs many times per batch, so a large batch overshoots where sequential SGD would
@@ -57,19 +64,17 @@ class TorchEngine:
 
     def __init__(
         self,
-        syn0: torch.Tensor,
-        syn1neg: torch.Tensor,
+        weights: EngineWeights,
         tables: SamplingTables,
         config: EngineConfig,
-        syn1: torch.Tensor | None = None,
         batch_centers: int | None = None,
     ):
-        tables = check_engine(syn0, syn1neg, syn1, tables, config)
+        tables = check_engine(weights, tables, config)
         if config.hs:  # int64 rows for indexing
             tables = replace(tables, points=tables.points.long(), lengths=tables.lengths.long())
-        self.syn0, self.syn1neg, self.syn1 = syn0, syn1neg, syn1
+        self.syn0, self.syn1neg, self.syn1 = weights.syn0, weights.syn1neg, weights.syn1
         self.tables, self.config = tables, config
-        device = syn0.device
+        device = self.syn0.device
         self.batch_centers = batch_centers or default_batch_centers(config)
         self.generator = torch.Generator(device=device)
         self.calls = 0

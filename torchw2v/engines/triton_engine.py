@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from . import batches
-from .base import ChunkStats, EngineConfig, SamplingTables, check_engine, divergence_error
+from . import base, batches
+from .base import ChunkStats, EngineConfig, EngineWeights, SamplingTables
 from .torch_engine import default_batch_centers
 from .triton_kernel import w2v_kernel
 
@@ -229,11 +229,9 @@ class TritonEngine:
 
     def __init__(
         self,
-        syn0: torch.Tensor,
-        syn1neg: torch.Tensor,
+        weights: EngineWeights,
         tables: SamplingTables,
         config: EngineConfig,
-        syn1: torch.Tensor | None = None,
         *,
         centers: int | None = None,
         centers_per_launch: int | None = None,
@@ -242,7 +240,8 @@ class TritonEngine:
         num_stages: int | None = None,
         dot_precision: str = DOT_PRECISION,
     ):
-        tables = check_engine(syn0, syn1neg, syn1, tables, config)
+        tables = base.check_engine(weights, tables, config)
+        syn0 = weights.syn0
         if dot_precision not in ("ieee", "tf32x3", "tf32"):
             raise ValueError(
                 f"dot_precision must be 'ieee', 'tf32x3' or 'tf32', got {dot_precision!r}"
@@ -253,7 +252,8 @@ class TritonEngine:
                 "only under Triton's interpreter, TRITON_INTERPRET=1); use engine='compiled' "
                 "or 'torch' on CPU"
             )
-        self.syn0, self.syn1neg, self.syn1, self.config = syn0, syn1neg, syn1, config
+        self.syn0, self.syn1neg, self.syn1 = syn0, weights.syn1neg, weights.syn1
+        self.config = config
         self.device = syn0.device
         self.tables = tables
         depth = self.tables.points.shape[1] if config.hs else 0
@@ -314,13 +314,13 @@ class TritonEngine:
         partials = torch.empty((triton.cdiv(m, g), 3), dtype=torch.float32, device=self.device)
         alpha_step = float(alpha_end - alpha_start) / m
         with _on(self.device):
-            for base in range(0, m, per_launch):
-                programs = triton.cdiv(min(per_launch, m - base), g)
-                launch = (base, programs, alpha_start, alpha_step, window, shape)
-                self._launch(prepared, partials[base // g :], *launch)
+            for first in range(0, m, per_launch):
+                programs = triton.cdiv(min(per_launch, m - first), g)
+                launch = (first, programs, alpha_start, alpha_step, window, shape)
+                self._launch(prepared, partials[first // g :], *launch)
         loss, pairs, nonfinite = partials.double().sum(0).tolist()
         if nonfinite:
-            raise divergence_error(alpha_start)
+            raise base.divergence_error(alpha_start)
         return ChunkStats(words=m, loss=loss, pairs=round(pairs))
 
     def _fitted_shape(self, prepared: PreparedChunk) -> tuple[int, LaunchShape]:
@@ -355,14 +355,14 @@ class TritonEngine:
         self,
         prepared: PreparedChunk,
         partials: torch.Tensor,
-        base: int,
+        first: int,
         programs: int,
         alpha_start: float,
         alpha_step: float,
         window: int,
         shape: LaunchShape,
     ) -> None:
-        """One launch: ``programs`` programs from kept position ``base`` on, their rows
+        """One launch: ``programs`` programs from kept position ``first`` on, their rows
         spanning ``window`` positions either side of their centers."""
         cfg, tables = self.config, self.tables
         ns, hs = cfg.negative > 0, cfg.hs
@@ -379,7 +379,7 @@ class TritonEngine:
             tables.codes if hs else None,
             tables.lengths if hs else None,
             partials,
-            base,
+            first,
             prepared.words.numel(),
             self.syn0.shape[1],
             window,
