@@ -238,8 +238,8 @@ def check_loss(kind: str) -> None:
     learn two topics, and is 0.0 without ``compute_loss``."""
     rng = np.random.default_rng(0)
     vocab, per_topic = 16, 8  # sentences of 8 words, each from one topic of 8 words
-    words = np.concatenate([rng.integers(0, per_topic, 8) + per_topic * (s % 2) for s in range(80)])
-    ids, offsets = chunk([8] * 80, words)
+    words = np.concatenate([rng.integers(0, per_topic, 8) + per_topic * (s % 2) for s in range(40)])
+    ids, offsets = chunk([8] * 40, words)
     tables = make_tables(np.arange(vocab, 0, -1) * 10.0)
     for objective in ("sg_ns", "cbow_ns", "sg_hs", "cbow_hs_ns"):
         cfg = config(objective)
@@ -253,7 +253,7 @@ def check_loss(kind: str) -> None:
         targets = (1 + cfg.negative if cfg.negative else 0) + (path if cfg.hs else 0)
         assert first.loss / first.pairs == pytest.approx(targets * math.log(2), rel=0.1)
         per_pair = []
-        for _ in range(10):
+        for _ in range(6):
             stats = engine.train_chunk(ids, offsets, 0.05, 0.05)
             assert math.isfinite(stats.loss) and stats.loss > 0, objective
             per_pair.append(stats.loss / stats.pairs)
