@@ -35,13 +35,14 @@ from torchw2v.distributed import (
 from torchw2v.trainer import Position
 
 SETTINGS = {"sg": 1, "vector_size": 50, "epochs": 2, "workers": 1, "seed": 3, "device": "cpu"}
-POLICY = {"every_words": 2**17, "timeout": 60}
+POLICY = {"every_words": 2**15, "timeout": 60}
 
 WORKER = textwrap.dedent(
     """
     import json, logging, os, sys, time
     import numpy as np
     from gensim.models.callbacks import CallbackAny2Vec
+    import torch
     import torchw2v.distributed as distributed
     from torchw2v import Word2Vec
     from torchw2v.distributed import SyncPolicy
@@ -78,8 +79,17 @@ WORKER = textwrap.dedent(
                  "cum_table": model.cum_table.tolist()}
         with open(f"{out}/{name}{rank}.json", "w") as f:
             json.dump(state, f)
-        with open(f"{out}/{name}_scales{rank}.json", "w") as f:  # each row's factor
-            json.dump([s if s is None else s.tolist() for s in synchronizers[-1].scales], f)
+        with open(f"{out}/{name}_rows{rank}.json", "w") as f:
+            json.dump([by_row(order) for order in synchronizers[-1].orders], f)
+
+
+    def by_row(order):  # each row's factor, and every how many synchronisations it is sent
+        if order is None:
+            return None
+        position = torch.empty_like(order.rows)
+        position[order.rows] = torch.arange(len(order.rows))
+        tier = torch.bucketize(position, torch.tensor(order.ends), right=True)
+        return {"scale": order.scale[position].tolist(), "every": (2**tier).tolist()}
 
 
     policy = SyncPolicy(**job["policy"])
@@ -229,7 +239,7 @@ class IdenticalRanks:
 @pytest.mark.parametrize("mode", ["delta", "rows"])
 @pytest.mark.parametrize("world", [2, 4, 8])
 def test_summed_changes_move_each_row_as_far_as_one_process_would(mode, world):
-    policy = SyncPolicy(every_words=8000, mode=mode, saturation=4.0)
+    policy = SyncPolicy(every_words=8000, mode=mode, saturation=4.0, rare_every=1)
     counts = np.array([6000, 1500, 400, 90, 9, 1])
     occurrences = counts / counts.sum() * policy.every_words / world
     w = torch.zeros(len(counts) + 1, 2)  # the last row is no word's: no rank changes it
@@ -242,6 +252,22 @@ def test_summed_changes_move_each_row_as_far_as_one_process_would(mode, world):
     assert w[:-1, 0].numpy() == pytest.approx(one_process, rel=1e-5)
     assert w[0, 0] == pytest.approx(1.0)  # the most frequent word: the moves are averaged
     assert not w[-1].any()
+
+
+def test_rare_words_rows_are_sent_less_often_and_every_row_at_the_epoch_end():
+    world, counts = 2, np.array([1000, 9, 4, 2, 1])
+    # each rank meets each word `counts` times between two synchronisations; the rows are
+    # sent every 1, 1, 2, 4 and 4 synchronisations (4 at most), and at the sixth, the last
+    policy = SyncPolicy(world * counts.sum(), saturation=1e9, frequent=7, rare_every=4)
+    w = torch.zeros(len(counts), 1)
+    sync = Synchronizer(IdenticalRanks(world, policy), [w], 6, [counts])
+    every = np.array([1, 1, 2, 4, 4])
+    for chunk in range(1, 7):
+        w += 1  # each rank's change to every row, once per chunk
+        sync(Position(0, chunk))
+        sent = chunk // every * every if chunk < 6 else np.full(len(counts), chunk)
+        expected = world * sent + (chunk - sent)  # the ranks' sums, then this rank's own
+        assert w[:, 0].numpy() == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["delta", "rows", "average"])
@@ -270,6 +296,10 @@ def test_sync_policy_is_checked():
         SyncPolicy(every_words=0)
     with pytest.raises(ValueError, match="saturation=0"):
         SyncPolicy(saturation=0)
+    with pytest.raises(ValueError, match="rare_every=3"):
+        SyncPolicy(rare_every=3)
+    assert SyncPolicy().for_world(2) == SyncPolicy(saturation=256, rare_every=64)
+    assert SyncPolicy().for_world(8) == SyncPolicy(saturation=64, rare_every=1)
 
 
 def test_distributed_outside_torchrun_says_how_to_launch(monkeypatch):
@@ -282,16 +312,19 @@ def test_distributed_outside_torchrun_says_how_to_launch(monkeypatch):
 # ------------------------------------------------------------------ two ranks over gloo
 
 
-def assert_scale_follows_each_rows_count(out: Path, name: str) -> None:
-    """The synchroniser scaled each word's rows by that word's own count (the more frequent,
-    the smaller the factor), in the vocabulary's row order, and scaled no Huffman node."""
+def assert_rows_follow_their_own_counts(out: Path, name: str) -> None:
+    """The synchroniser sent and scaled each word's rows by that word's own count, in the
+    vocabulary's row order: the more frequent, the more often sent, and among rows sent
+    equally often, the smaller the factor; it gave no Huffman node a word's count."""
     counts = np.array(read_state(out, name, 1)["counts"])
-    syn0, syn1neg, *syn1 = json.loads((out / f"{name}_scales1.json").read_text())
-    assert syn1 in ([], [None])  # the Huffman nodes get no word's count
+    syn0, syn1neg, *syn1 = json.loads((out / f"{name}_rows1.json").read_text())
+    assert syn1 in ([], [None])
     assert syn0 == syn1neg
     by_count = np.argsort(counts, kind="stable")
-    rising, scale = np.diff(counts[by_count]), np.diff(np.array(syn0)[by_count])
-    assert (scale[rising > 0] < 0).all() and (scale[rising == 0] == 0).all()
+    rising = np.diff(counts[by_count])
+    every, scale = (np.diff(np.array(syn0[key])[by_count]) for key in ("every", "scale"))
+    assert (every[rising > 0] <= 0).all() and (every[rising == 0] == 0).all()
+    assert (scale[(rising > 0) & (every == 0)] < 0).all() and (scale[rising == 0] == 0).all()
 
 
 TWO_GPUS = pytest.mark.skipif(
@@ -323,7 +356,7 @@ def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
     assert read_state(tmp_path, "file", 0) == read_state(tmp_path, "file", 1)
     assert read_state(tmp_path, "file", 0) == gensim_state(reference)
     for name in ("file", "unsorted"):
-        assert_scale_follows_each_rows_count(tmp_path, name)
+        assert_rows_follow_their_own_counts(tmp_path, name)
     iterable = gensim.models.Word2Vec(min_count=2)
     with open(wiki_txt) as lines:
         iterable.build_vocab([line.split() for _, line in zip(range(400), lines)])
