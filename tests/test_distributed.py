@@ -24,14 +24,8 @@ from gensim.test.utils import datapath
 
 import torchw2v
 from torchw2v.corpus import CorpusFile, scan
-from torchw2v.distributed import (
-    RoundRobin,
-    Synchronizer,
-    SyncPolicy,
-    merge_vocabularies,
-    saturation_scale,
-    vocabulary_part,
-)
+from torchw2v.distributed import RoundRobin, SyncPolicy, merge_vocabularies, vocabulary_part
+from torchw2v.synchronizer import Synchronizer, saturation_scale
 from torchw2v.trainer import Position
 
 SETTINGS = {"sg": 1, "vector_size": 50, "epochs": 2, "workers": 1, "seed": 3, "device": "cpu"}

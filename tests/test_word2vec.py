@@ -552,12 +552,12 @@ def test_same_seed_is_reproducible(small_corpus):
 
 
 def test_one_process_never_enters_the_distributed_module(small_corpus, tmp_path):
-    from torchw2v import distributed
+    from torchw2v import distributed, synchronizer
 
-    entered = set()
+    entered, modules = set(), {distributed.__file__, synchronizer.__file__}
 
     def profile(frame, event, arg):
-        if event == "call" and frame.f_code.co_filename == distributed.__file__:
+        if event == "call" and frame.f_code.co_filename in modules:
             entered.add(frame.f_code.co_name)
 
     threading.setprofile(profile)

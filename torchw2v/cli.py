@@ -23,15 +23,10 @@ from typing import Any, NoReturn
 from gensim.models import KeyedVectors
 
 from .compare import compare, figure_class, format_table, plot, usable_cores, write_json
-from .distributed import (
-    SYNC_MODES,
-    SyncPolicy,
-    is_writer,
-    launched_by_torchrun,
-    local_world_size,
-)
+from .distributed import SyncPolicy, is_writer, launched_by_torchrun, local_world_size
 from .evaluation import check_files, evaluate, format_scores, to_json
 from .export import load_word2vec_format, save_word2vec_format
+from .synchronizer import SYNC_MODES
 from .word2vec import Word2Vec
 
 PROG = "torchw2v"

@@ -1,0 +1,299 @@
+"""Keeping the ranks' weights one model: how (:class:`SyncPolicy`) and the hook that does it
+after every chunk (:class:`Synchronizer`), used by :class:`torchw2v.distributed.Cluster`.
+
+Each rank trains its own copy between two synchronisations; a synchronisation adds up the
+changes the ranks made to the rows due, each row's sum scaled by :func:`saturation_scale`
+so that it moves as far as one process making all the ranks' updates would move it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from .distributed import Cluster
+    from .trainer import Position
+
+logger = logging.getLogger(__name__)
+
+SYNC_MODES = ("delta", "rows", "average")
+RARE_WORDS = 2**21  # words between two sends of the rarest rows at most, with 2 ranks
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    """How the ranks keep one model, and how long they wait for each other.
+
+    Parameters
+    ----------
+    every_words : int
+        Corpus words (all ranks together) trained between two synchronisations.
+    mode : {"delta", "rows", "average"}
+        ``"delta"``: the changes each rank made since a row was last sent are added up (an
+        all-reduce), each row's sum scaled by :func:`saturation_scale` so that it moves as
+        far as in one process making all the ranks' updates: a rare word's changes add up
+        in full, a frequent word's (which every rank moved to the same place) are
+        averaged. The rows of frequent words are sent at every synchronisation, rarer ones
+        less often (``frequent``, ``rare_every``), and every row at the end of each epoch.
+        ``"rows"``: every row some rank changed, at every synchronisation. ``"average"``:
+        the ranks' weights are averaged (periodic model averaging), which divides each
+        rank's step by the number of ranks.
+    timeout : float
+        Seconds a rank waits for the others in a collective before raising
+        :class:`RankFailure` (used when torchw2v creates the process group).
+    saturation : float, optional
+        How often a word occurs in one rank's words between two synchronisations of its row
+        for the row to move ``1 - 1/e`` of the way to where that rank's updates alone would
+        settle it (:func:`saturation_scale`). Default ``512 / world`` (256 with 2 ranks, 64
+        with 8), measured in ``benchmarks/RESULTS.md``.
+    frequent : float
+        ``"delta"``: a row whose word occurs at least this often in one rank's words between
+        two synchronisations is sent at every one; a rarer word's row every ``k``-th (a
+        power of two, at most ``rare_every``) with ``k`` times its occurrences about
+        ``frequent``, so that each row is sent after about as many of its own updates.
+    rare_every : int, optional
+        ``"delta"``: the rarest words' rows are sent every ``rare_every``-th synchronisation
+        (a power of two; 1 sends every row every time). Default with 2 ranks: every
+        ``2**21`` words of all ranks at most (64 at the default ``every_words``, the interval
+        measured); 1 with more ranks, where sending rows less often lost analogy points
+        (``benchmarks/RESULTS.md``).
+    """
+
+    every_words: int = 2**15
+    mode: str = "delta"
+    timeout: float = 600.0
+    saturation: float | None = None
+    frequent: float = 8.0
+    rare_every: int | None = None
+
+    def __post_init__(self) -> None:
+        saturation = 1 if self.saturation is None else self.saturation
+        if self.every_words < 1 or self.timeout <= 0 or not saturation > 0:
+            raise ValueError(
+                f"SyncPolicy needs every_words >= 1, timeout > 0 and saturation > 0, got "
+                f"every_words={self.every_words}, timeout={self.timeout}, "
+                f"saturation={self.saturation}"
+            )
+        rare = 1 if self.rare_every is None else self.rare_every
+        if not self.frequent > 0 or rare < 1 or rare & (rare - 1):
+            raise ValueError(
+                f"SyncPolicy needs frequent > 0 and rare_every a power of two, got "
+                f"frequent={self.frequent}, rare_every={self.rare_every}"
+            )
+        if self.mode not in SYNC_MODES:
+            raise ValueError(f"SyncPolicy mode must be one of {SYNC_MODES}, got {self.mode!r}")
+
+    def for_world(self, world: int) -> SyncPolicy:
+        """This policy with the defaults for ``world`` ranks filled in."""
+        saturation = self.saturation or 512 / world
+        longest = max(1, RARE_WORDS // int(self.every_words)).bit_length() - 1
+        rare_every = self.rare_every or (1 << longest if world <= 2 else 1)
+        return replace(self, saturation=saturation, rare_every=rare_every)
+
+
+@dataclass
+class SendOrder:
+    """Which rows of a matrix of words a synchronisation sends, and how it scales them.
+
+    Attributes
+    ----------
+    rows : torch.Tensor
+        ``(V,)`` int64: the matrix's rows, those sent most often first.
+    ends : list of int
+        A synchronisation at level ``t`` sends ``rows[: ends[t]]``: the rows sent every
+        ``2 ** t``-th synchronisation or more often.
+    scale : torch.Tensor
+        ``(V,)``: the factor of each row's summed change (:func:`saturation_scale`), in the
+        order of ``rows``.
+    """
+
+    rows: torch.Tensor
+    ends: list[int]
+    scale: torch.Tensor
+
+    @classmethod
+    def of(
+        cls, counts: np.ndarray, policy: SyncPolicy, world: int, like: torch.Tensor
+    ) -> SendOrder:
+        """The send order of a matrix whose rows' words have corpus ``counts`` (``(V,)``);
+        ``like`` gives the scale's dtype and device. ``"rows"`` mode sends every row."""
+        occurrences = counts / max(counts.sum(), 1) * policy.every_words / world  # per rank
+        levels = 0 if policy.mode == "rows" else policy.rare_every.bit_length() - 1
+        with np.errstate(divide="ignore"):
+            tier = np.ceil(np.log2(policy.frequent / occurrences)).clip(0, levels).astype(np.int64)
+        order = np.argsort(tier, kind="stable")
+        ends = np.searchsorted(tier[order], np.arange(levels + 1), side="right").tolist()
+        between_sends = torch.from_numpy(occurrences[order] * 2.0 ** tier[order])
+        scale = saturation_scale(between_sends, world, policy.saturation)
+        return cls(torch.from_numpy(order).to(like.device), ends, scale.to(like))
+
+
+class Synchronizer:
+    """Called after every chunk on every rank: makes the ranks' weights one model again.
+
+    At creation it gives every rank rank 0's weights (fresh, or resumed from a checkpoint).
+
+    Parameters
+    ----------
+    cluster : Cluster
+        The ranks and their policy.
+    weights : sequence of torch.Tensor
+        The ``(V, d)`` matrices to keep in sync (empty ones are skipped), updated in place.
+    chunks_per_epoch : int
+        After the epoch's last chunk every row is sent, and the epoch's synchronisations
+        are logged.
+    counts : sequence of (numpy.ndarray or None), optional
+        Per matrix, the ``(V,)`` corpus count of the word of each of its rows (the input and
+        negative-sampling vectors, in the vocabulary's order), which sets how often each
+        row is sent and its :func:`saturation_scale` (:class:`SendOrder`); ``None`` for a
+        matrix whose rows are no words (the Huffman nodes of ``syn1``), or for all of them
+        when omitted: such a matrix is sent whole, each row averaged over the ranks that
+        changed it.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        weights: Sequence[torch.Tensor],
+        chunks_per_epoch: int,
+        counts: Sequence[np.ndarray | None] | None = None,
+    ):
+        self.cluster, self.chunks_per_epoch = cluster, chunks_per_epoch
+        self.policy = policy = cluster.policy.for_world(cluster.world)
+        counts = counts if counts is not None else [None] * len(weights)
+        kept = [(w, c) for w, c in zip(weights, counts, strict=True) if w.numel()]
+        self.weights = [w for w, _ in kept]
+        for w in self.weights:
+            cluster.broadcast_(w, "sharing rank 0's starting weights")
+        keep_base = policy.mode != "average"
+        self.bases = [w.clone() for w in self.weights] if keep_base else []
+        self.orders = [
+            None if c is None else SendOrder.of(c, policy, cluster.world, w) for w, c in kept
+        ]
+        self.levels = policy.rare_every.bit_length() - 1
+        self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
+
+    def __call__(self, position: Position) -> None:
+        started = time.perf_counter()
+        last = position.chunk == self.chunks_per_epoch
+        level = self.levels if last else min(_trailing_zeros(position.chunk), self.levels)
+        getattr(self, f"_{self.policy.mode}")(level)
+        self.calls += 1
+        self.seconds += time.perf_counter() - started
+        if last:
+            logger.info(
+                "EPOCH %i: %i synchronisations (%s) took %.2fs, %.0f%% of rows sent, "
+                "%i bytes reduced",
+                position.epoch,
+                self.calls,
+                self.policy.mode,
+                self.seconds,
+                100 * self.rows_sent / self.calls,
+                self.bytes,
+            )
+            self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
+
+    def _reduce(self, tensor: torch.Tensor, what: str) -> None:
+        self.cluster.all_reduce_(tensor, what)
+        self.bytes += tensor.numel() * tensor.element_size()
+
+    def _sent(self, rows: int, w: torch.Tensor) -> None:
+        self.rows_sent += rows / max(len(w), 1) / len(self.weights)
+
+    def _average(self, level: int) -> None:
+        for w in self.weights:
+            self._reduce(w, "averaging the weights")
+            w.div_(self.cluster.world)
+            self._sent(len(w), w)
+
+    def _delta(self, level: int) -> None:
+        """Send the rows due at ``level`` of the matrices of words in one all-reduce, and
+        the other matrices whole."""
+        due = []  # (matrix, its base, (R,) rows, (R,) their factors)
+        for w, base, order in zip(self.weights, self.bases, self.orders):
+            if order is None:
+                self._whole_averaged(w, base)
+            else:
+                end = order.ends[level]
+                due.append((w, base, order.rows[:end], order.scale[:end]))
+        if not due:
+            return
+        summed = torch.cat([w[rows] - base[rows] for w, base, rows, _ in due])  # (R_all, d)
+        self._reduce(summed, "adding up the ranks' updates")
+        for (w, base, rows, scale), part in zip(due, summed.split([len(r) for *_, r, _ in due])):
+            fresh = base[rows].addcmul_(part, scale[:, None])
+            w.index_copy_(0, rows, fresh)
+            base.index_copy_(0, rows, fresh)
+            self._sent(len(rows), w)
+
+    def _whole_averaged(self, w: torch.Tensor, base: torch.Tensor) -> None:
+        w.sub_(base)  # w holds this rank's change ...
+        scale = 1 / self._changers(w).clamp(min=1).to(w.dtype)
+        self._reduce(w, "adding up the ranks' updates")  # ... then all ranks'
+        w.mul_(scale[:, None]).add_(base)
+        base.copy_(w)
+        self._sent(len(w), w)
+
+    def _rows(self, level: int) -> None:
+        for w, base, order in zip(self.weights, self.bases, self.orders):
+            change = w - base
+            changers = self._changers(change)  # (V,)
+            rows = changers.nonzero().squeeze(1)  # (R,)
+            scale = 1 / changers[rows].to(w.dtype) if order is None else order.scale[rows]
+            delta = change.index_select(0, rows)  # (R, d)
+            self._reduce(delta, "adding up the ranks' updates")
+            fresh = base.index_select(0, rows).addcmul_(delta, scale[:, None])
+            w.index_copy_(0, rows, fresh)
+            base.index_copy_(0, rows, fresh)
+            self._sent(rows.numel(), w)
+
+    def _changers(self, change: torch.Tensor) -> torch.Tensor:
+        """``(V,)`` int32: how many ranks changed each row."""
+        changers = change.ne(0).any(dim=1).to(torch.int32)
+        self._reduce(changers, "counting the ranks that changed each row")
+        return changers
+
+
+def _trailing_zeros(n: int) -> int:
+    """How many times 2 divides ``n`` (> 0)."""
+    return (n & -n).bit_length() - 1
+
+
+def saturation_scale(occurrences: torch.Tensor, world: int, saturation: float) -> torch.Tensor:
+    """The factor of each row's summed change that makes ``world`` ranks move it as far as one
+    process making all their updates in a row would.
+
+    Between two synchronisations each rank moves a row some fraction ``p`` of the way to
+    where its updates would settle it; the more often the row's word occurs, the closer to 1.
+    Taken as ``p = 1 - exp(-occurrences / saturation)``. One process making the updates of
+    all ranks one after the other covers ``1 - (1 - p) ** world`` of the way, so the sum of
+    the ranks' changes is scaled by ``(1 - (1 - p) ** world) / (world * p)``: 1 for a rare
+    word (the ranks' moves add up, as when a single rank moved it), ``1 / world`` for a
+    frequent one (every rank moved it to the same place: the moves are averaged).
+
+    Parameters
+    ----------
+    occurrences : torch.Tensor
+        ``(V,)`` float64: how often each row's word occurs in the words one rank trains
+        between two synchronisations.
+    world : int
+        The number of ranks.
+    saturation : float
+        Occurrences per rank that move a row ``1 - 1/e`` of the way (:class:`SyncPolicy`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(V,)`` float64 factors in ``[1 / world, 1]``.
+    """
+    p = -torch.expm1(-occurrences / saturation)  # (V,)
+    linear = p < 1e-9  # where the ratio is 1 up to rounding
+    scale = -torch.expm1(world * torch.log1p(-p.clamp(max=1 - 1e-12))) / (world * p)
+    return torch.where(linear, torch.ones_like(p), scale)
