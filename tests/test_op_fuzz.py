@@ -212,6 +212,43 @@ def test_nonfinite_vectors_stop_training_at_the_first_score(call, value):
     _assert_same(before, call.matrices)
 
 
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_infinite_huffman_nodes_are_left_as_they_are(workers):
+    """With several threads each trains its own copies of the Huffman nodes near the root and
+    hands their change back: an entry it did not change stays infinite (not inf - inf = NaN)."""
+    vocab, dim, sentences = 6, 4, 8
+    syn1 = torch.rand(vocab, dim)
+    syn1[::2, 1] = math.inf
+    syn1[1::2, 2] = -math.inf
+    call = Call(
+        syn0=torch.full((vocab, dim), math.nan),
+        syn1neg=torch.zeros(vocab, dim),
+        syn1=syn1,
+        ids=torch.arange(sentences * 5, dtype=torch.int32) % vocab,
+        offsets=torch.arange(0, sentences * 5 + 1, 5),
+        sample_int=torch.full((vocab,), 2**32),
+        cum_table=torch.arange(1, vocab + 1) * 10,
+        points=torch.tensor([[vocab - 1, vocab - 2]] * vocab, dtype=torch.int32),
+        codes=torch.tensor([[0, 1]] * vocab, dtype=torch.uint8),
+        lengths=torch.full((vocab,), 2, dtype=torch.int32),
+        window=2,
+        negative=0,
+        hs=True,
+        sg=True,
+        cbow_mean=True,
+        shrink_windows=False,
+        alpha_start=0.025,
+        alpha_end=0.025,
+        seed=1,
+        workers=workers,
+        compute_loss=False,
+    )
+    before = syn1.clone()
+    _, _, pairs, diverged = call.run()
+    assert (pairs, diverged) == (0, 1)
+    _assert_same([before], (call.syn1,))
+
+
 @FUZZ
 @given(legal_calls(), st.sampled_from([10**9, INT64_MAX]))
 def test_a_window_wider_than_every_sentence_is_the_whole_sentence(call, huge):

@@ -579,9 +579,11 @@ constexpr int64_t kHotNodes = 256, kHotValues = int64_t(1) << 16, kMergeEvery = 
 
 // A part's own copies of the syn1 rows of nodes [first, vocab): the nodes built last by
 // word2vec.c's Huffman tree, the heaviest, the root first (with any other table, only slower).
-// row() copies a shared row the first time it is asked for after a merge; merge() adds each
-// copy's change since then to its shared row (Hogwild: a concurrent merge may lose a change,
-// as a concurrent update may), and the next row() reads the shared row again.
+// row() copies a shared row the first time it is asked for after a merge; merge() gives each
+// shared row its copy's change since then (Hogwild: a concurrent merge may lose a change, as
+// a concurrent update may), and the next row() reads the shared row again. An entry that
+// nobody else changed becomes the copy's exactly, and one the copy did not change stays as it
+// is: adding the difference would turn an infinite entry into NaN (inf - inf).
 struct HotNodes {
   float* syn1;
   int64_t d, first;               // first == vocab: no copies
@@ -619,7 +621,10 @@ struct HotNodes {
       const float* __restrict own = mine.data() + int64_t(slot) * d;
       const float* __restrict was = base.data() + int64_t(slot) * d;
 #pragma omp simd
-      for (int64_t k = 0; k < d; ++k) out[k] += own[k] - was[k];
+      for (int64_t k = 0; k < d; ++k) {
+        const float shared = out[k], copy = own[k], start = was[k];
+        out[k] = shared == start ? copy : (copy == start ? shared : shared + (copy - start));
+      }
       copied[slot] = 0;
     }
     dirty.clear();
