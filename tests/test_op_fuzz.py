@@ -231,17 +231,8 @@ def test_infinite_huffman_nodes_are_left_as_they_are(workers):
         points=torch.tensor([[vocab - 1, vocab - 2]] * vocab, dtype=torch.int32),
         codes=torch.tensor([[0, 1]] * vocab, dtype=torch.uint8),
         lengths=torch.full((vocab,), 2, dtype=torch.int32),
-        window=2,
-        negative=0,
-        hs=True,
-        sg=True,
-        cbow_mean=True,
-        shrink_windows=False,
-        alpha_start=0.025,
-        alpha_end=0.025,
-        seed=1,
-        workers=workers,
-        compute_loss=False,
+        **dict(window=2, negative=0, hs=True, sg=True, cbow_mean=True, shrink_windows=False),
+        **dict(alpha_start=0.025, alpha_end=0.025, seed=1, workers=workers, compute_loss=False),
     )
     before = syn1.clone()
     _, _, pairs, diverged = call.run()
