@@ -74,8 +74,8 @@ class SyncPolicy:
     rare_every: int | None = None
 
     def __post_init__(self) -> None:
-        saturation = 1 if self.saturation is None else self.saturation
-        if self.every_words < 1 or self.timeout <= 0 or not saturation > 0:
+        bad_saturation = self.saturation is not None and not self.saturation > 0
+        if self.every_words < 1 or self.timeout <= 0 or bad_saturation:
             raise ValueError(
                 f"SyncPolicy needs every_words >= 1, timeout > 0 and saturation > 0, got "
                 f"every_words={self.every_words}, timeout={self.timeout}, "
@@ -228,10 +228,7 @@ class Synchronizer:
         summed = torch.cat([w[rows] - base[rows] for w, base, rows, _ in due])  # (R_all, d)
         self._reduce(summed, "adding up the ranks' updates")
         for (w, base, rows, scale), part in zip(due, summed.split([len(r) for *_, r, _ in due])):
-            fresh = base[rows].addcmul_(part, scale[:, None])
-            w.index_copy_(0, rows, fresh)
-            base.index_copy_(0, rows, fresh)
-            self._sent(len(rows), w)
+            self._apply(w, base, rows, part, scale)
 
     def _whole_averaged(self, w: torch.Tensor, base: torch.Tensor) -> None:
         w.sub_(base)  # w holds this rank's change ...
@@ -249,10 +246,22 @@ class Synchronizer:
             scale = 1 / changers[rows].to(w.dtype) if order is None else order.scale[rows]
             delta = change.index_select(0, rows)  # (R, d)
             self._reduce(delta, "adding up the ranks' updates")
-            fresh = base.index_select(0, rows).addcmul_(delta, scale[:, None])
-            w.index_copy_(0, rows, fresh)
-            base.index_copy_(0, rows, fresh)
-            self._sent(rows.numel(), w)
+            self._apply(w, base, rows, delta, scale)
+
+    def _apply(
+        self,
+        w: torch.Tensor,
+        base: torch.Tensor,
+        rows: torch.Tensor,
+        summed: torch.Tensor,
+        scale: torch.Tensor,
+    ) -> None:
+        """Rows ``rows`` of ``w`` and of its base become the base plus the ranks' ``(R, d)``
+        summed change scaled by ``(R,)`` ``scale``."""
+        fresh = base.index_select(0, rows).addcmul_(summed, scale[:, None])
+        w.index_copy_(0, rows, fresh)
+        base.index_copy_(0, rows, fresh)
+        self._sent(len(rows), w)
 
     def _changers(self, change: torch.Tensor) -> torch.Tensor:
         """``(V,)`` int32: how many ranks changed each row."""

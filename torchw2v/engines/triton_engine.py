@@ -253,9 +253,7 @@ class TritonEngine:
                 "or 'torch' on CPU"
             )
         self.syn0, self.syn1neg, self.syn1 = syn0, weights.syn1neg, weights.syn1
-        self.config = config
-        self.device = syn0.device
-        self.tables = tables
+        self.config, self.tables, self.device = config, tables, syn0.device
         depth = self.tables.points.shape[1] if config.hs else 0
         self.shape = launch_shape(
             config.window, config.negative, syn0.shape[1], depth, centers, block_d
