@@ -7,7 +7,8 @@ each, so 4 ranks on 2 threads oversubscribe). The corpus slice is decompressed o
 ranks split it into byte ranges. Training and synchronisation seconds come from rank 0's
 log; the vectors are scored afterwards (analogies at 30,000 words, WS353, SimLex-999).
 
-A run is ``RANKS[:MODE:EVERY_WORDS]``, e.g. ``1``, ``2:delta:32768``, ``4:rows:65536``.
+A run is ``RANKS[:MODE[:EVERY_WORDS]]``, e.g. ``1``, ``2``, ``2:delta:32768``, ``4:rows:65536``;
+without ``EVERY_WORDS`` the command runs with the default interval for its ranks.
 
 Examples
 --------
@@ -35,7 +36,7 @@ from common import RESULTS, machine, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = (ROOT / "../shared/corpora/wiki17m.txt.gz").resolve()
-DEFAULT_RUNS = ("1", "2:delta:32768", "4:delta:32768", "8:delta:32768")
+DEFAULT_RUNS = ("1", "2", "4", "8")
 TRAINED = re.compile(r"training on (\d+) raw words \((\d+) effective words\) took ([\d.]+)s")
 SYNCED = re.compile(
     r"EPOCH \d+: (\d+) synchronisations \(\w+\) took ([\d.]+)s, (\d+)% of rows sent, "
@@ -51,6 +52,7 @@ class Run:
     mode: str
     every_words: int
     threads: int
+    every_given: bool = True
     command_s: float = 0.0
     train_s: float = 0.0
     raw_words: int = 0
@@ -83,16 +85,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=100, help="vector size")
     parser.add_argument("--cbow", type=int, choices=(0, 1), default=0, help="1 for CBOW")
     parser.add_argument("--total-threads", type=int, default=2, help="threads of all ranks")
-    parser.add_argument("--run", action="append", help=f"RANKS[:MODE:EVERY] ({DEFAULT_RUNS})")
+    parser.add_argument("--run", action="append", help=f"RANKS[:MODE[:EVERY]] ({DEFAULT_RUNS})")
     parser.add_argument("--record", action="store_true", help=f"append the results to {RESULTS}")
     parser.add_argument("--json", type=Path, help="append each run as a JSON line here")
     return parser.parse_args(argv)
 
 
 def parse_run(text: str, total_threads: int) -> Run:
-    """``RANKS[:MODE:EVERY_WORDS]`` as a :class:`Run` (not measured yet)."""
-    ranks, mode, every = (text.split(":") + ["delta", "32768"])[:3]
-    return Run(int(ranks), mode, int(every), max(1, total_threads // int(ranks)))
+    """``RANKS[:MODE[:EVERY_WORDS]]`` as a :class:`Run` (not measured yet); without
+    ``EVERY_WORDS``, the interval ``SyncPolicy`` chooses for ``RANKS``."""
+    from torchw2v.synchronizer import SyncPolicy
+
+    ranks, mode, *every = text.split(":") if ":" in text else (text, "delta")
+    default = SyncPolicy().for_world(int(ranks)).every_words
+    threads = max(1, total_threads // int(ranks))
+    return Run(int(ranks), mode, int(every[0]) if every else default, threads, bool(every))
 
 
 def write_slice(source: Path, tokens: int, dest: Path) -> tuple[int, int]:
@@ -125,7 +132,8 @@ def command(run: Run, corpus: Path, vectors: Path, args: argparse.Namespace) -> 
     flags = ["-train", str(corpus), "-output", str(vectors), "-binary", "1"]
     flags += ["-cbow", str(args.cbow)]
     flags += ["-size", str(args.size), "-iter", str(args.epochs), "-threads", str(run.threads)]
-    flags += ["-device", "cpu", "-sync-words", str(run.every_words), "-sync-mode", run.mode]
+    flags += ["-device", "cpu", "-sync-mode", run.mode]
+    flags += ["-sync-words", str(run.every_words)] * run.every_given
     return [*launcher, "train", *flags]
 
 

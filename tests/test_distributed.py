@@ -24,12 +24,18 @@ from gensim.test.utils import datapath
 
 import torchw2v
 from torchw2v.corpus import CorpusFile, scan
-from torchw2v.distributed import RoundRobin, SyncPolicy, merge_vocabularies, vocabulary_part
+from torchw2v.distributed import (
+    Cluster,
+    RoundRobin,
+    SyncPolicy,
+    merge_vocabularies,
+    vocabulary_part,
+)
 from torchw2v.synchronizer import Synchronizer, saturation_scale
-from torchw2v.trainer import Position
+from torchw2v.trainer import Position, Schedule
 
 SETTINGS = {"sg": 1, "vector_size": 50, "epochs": 2, "workers": 1, "seed": 3, "device": "cpu"}
-POLICY = {"every_words": 2**15, "timeout": 60}
+POLICY = {"every_words": 2**14, "timeout": 60}  # half the 2-rank default: 1M tokens
 
 WORKER = textwrap.dedent(
     """
@@ -222,9 +228,10 @@ class IdenticalRanks:
     def __init__(self, world: int, policy: SyncPolicy):
         self.world, self.policy = world, policy
 
-    def all_reduce_(self, tensor, what, op=None):
+    def all_reduce_(self, tensor, what, op=None, wait=True):
         if op is None:  # a sum over identical ranks
             tensor.mul_(self.world)
+        return lambda: None
 
     def broadcast_(self, tensor, what):
         pass
@@ -233,7 +240,7 @@ class IdenticalRanks:
 @pytest.mark.parametrize("mode", ["delta", "rows"])
 @pytest.mark.parametrize("world", [2, 4, 8])
 def test_summed_changes_move_each_row_as_far_as_one_process_would(mode, world):
-    policy = SyncPolicy(every_words=8000, mode=mode, saturation=4.0, rare_every=1)
+    policy = SyncPolicy(8000, mode, saturation=4.0, rare_every=1, overlap=False)
     counts = np.array([6000, 1500, 400, 90, 9, 1])
     occurrences = counts / counts.sum() * policy.every_words / world
     w = torch.zeros(len(counts) + 1, 2)  # the last row is no word's: no rank changes it
@@ -252,7 +259,9 @@ def test_rare_words_rows_are_sent_less_often_and_every_row_at_the_epoch_end():
     world, counts = 2, np.array([1000, 9, 4, 2, 1])
     # each rank meets each word `counts` times between two synchronisations; the rows are
     # sent every 1, 1, 2, 4 and 4 synchronisations (4 at most), and at the sixth, the last
-    policy = SyncPolicy(world * counts.sum(), saturation=1e9, frequent=7, rare_every=4)
+    policy = SyncPolicy(
+        world * counts.sum(), saturation=1e9, frequent=7, rare_every=4, overlap=False
+    )
     w = torch.zeros(len(counts), 1)
     sync = Synchronizer(IdenticalRanks(world, policy), [w], 6, [counts])
     every = np.array([1, 1, 2, 4, 4])
@@ -262,6 +271,20 @@ def test_rare_words_rows_are_sent_less_often_and_every_row_at_the_epoch_end():
         sent = chunk // every * every if chunk < 6 else np.full(len(counts), chunk)
         expected = world * sent + (chunk - sent)  # the ranks' sums, then this rank's own
         assert w[:, 0].numpy() == pytest.approx(expected, rel=1e-6)
+
+
+def test_overlapped_sums_arrive_one_synchronisation_late_and_keep_what_was_trained_since():
+    world, chunks = 2, 5
+    policy = SyncPolicy(1000, saturation=1e9, rare_every=1, overlap=True)
+    w = torch.zeros(3, 2)
+    sync = Synchronizer(IdenticalRanks(world, policy), [w], chunks, [np.array([5, 3, 1])])
+    for chunk in range(1, chunks + 1):
+        w += 1  # each rank's change to every row, once per chunk
+        sync(Position(0, chunk))
+        # the ranks' sums of all chunks but the last, this rank's own change of the last;
+        # the epoch's last synchronisation is waited for: every rank's change of every chunk
+        expected = world * (chunk - 1) + 1 if chunk < chunks else world * chunks
+        assert w.flatten().tolist() == pytest.approx([expected] * w.numel(), rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["delta", "rows", "average"])
@@ -292,8 +315,24 @@ def test_sync_policy_is_checked():
         SyncPolicy(saturation=0)
     with pytest.raises(ValueError, match="rare_every=3"):
         SyncPolicy(rare_every=3)
-    assert SyncPolicy().for_world(2) == SyncPolicy(saturation=256, rare_every=64)
-    assert SyncPolicy().for_world(8) == SyncPolicy(saturation=64, rare_every=1)
+    with pytest.raises(ValueError, match="cbow_alpha=0"):
+        SyncPolicy(cbow_alpha=0)
+    two = SyncPolicy(2**15, saturation=256, rare_every=64, overlap=True)
+    assert SyncPolicy().for_world(2) == two == two.for_world(2)
+    eight = SyncPolicy(2**14, saturation=64, rare_every=1, overlap=False)
+    assert SyncPolicy().for_world(8) == eight
+
+
+def test_cbow_on_several_ranks_trains_at_raised_rates_and_skip_gram_at_the_given_ones():
+    schedule, cpu = Schedule(3, 0.05, 1e-4), torch.device("cpu")
+    two = Cluster(0, 2, cpu, SyncPolicy().for_world(2))
+    raised = two.rates(schedule, sg=False)
+    assert (raised.epochs, raised.start_alpha, raised.end_alpha) == pytest.approx(
+        (3, 0.065, 1.3e-4)
+    )
+    assert two.rates(schedule, sg=True) == schedule
+    assert Cluster(0, 2, cpu, SyncPolicy(cbow_alpha=1)).rates(schedule, sg=False) == schedule
+    assert Cluster(0, 1, cpu, SyncPolicy()).rates(schedule, sg=False) == schedule
 
 
 def test_distributed_outside_torchrun_says_how_to_launch(monkeypatch):

@@ -32,8 +32,9 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -42,7 +43,7 @@ import torch.distributed as dist
 
 from .corpus import CorpusFile, ScannedCorpus, StreamedCorpus, seekable
 from .synchronizer import Synchronizer, SyncPolicy
-from .trainer import ChunkPlan, EpochReport, OneProcess, Position
+from .trainer import ChunkPlan, EpochReport, OneProcess, Position, Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ class Cluster(OneProcess):
     device : torch.device
         Where this rank trains (``cuda:LOCAL_RANK`` for a CUDA device without an index).
     policy : SyncPolicy
-        Synchronisation interval and mode, collective timeout.
+        Synchronisation interval and mode, collective timeout, with the defaults for
+        ``world`` ranks filled in.
     """
 
     def __init__(self, rank: int, world: int, device: torch.device, policy: SyncPolicy):
@@ -177,7 +179,8 @@ class Cluster(OneProcess):
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             _init_process_group(device, policy.timeout)
-        cluster = cls(dist.get_rank(), dist.get_world_size(), device, policy)
+        world = dist.get_world_size()
+        cluster = cls(dist.get_rank(), world, device, policy.for_world(world))
         logger.info(
             "rank %i of %i on %s (%s), %s",
             cluster.rank,
@@ -255,6 +258,16 @@ class Cluster(OneProcess):
         start = shared[0]
         return Position(start.epoch, start.chunk) if start and self.rank else start
 
+    def rates(self, schedule: Schedule, sg: bool) -> Schedule:
+        """CBOW's learning rates times ``policy.cbow_alpha`` with several ranks
+        (:class:`SyncPolicy`); ``schedule`` itself otherwise."""
+        factor = self.policy.cbow_alpha
+        if self.world == 1 or sg or factor == 1:
+            return schedule
+        logger.info("CBOW on %i ranks: learning rates %g times %s", self.world, factor, schedule)
+        start, end = schedule.start_alpha * factor, schedule.end_alpha * factor
+        return replace(schedule, start_alpha=start, end_alpha=end)
+
     def synchronizer(
         self,
         weights: Sequence[torch.Tensor],
@@ -287,10 +300,23 @@ class Cluster(OneProcess):
 
     # ------------------------------------------------------------------ collectives
 
-    def all_reduce_(self, tensor: torch.Tensor, what: str, op=dist.ReduceOp.SUM) -> None:
-        """All-reduce ``tensor`` in place; a failure names ``what`` was being done."""
+    def all_reduce_(
+        self, tensor: torch.Tensor, what: str, op=dist.ReduceOp.SUM, wait: bool = True
+    ) -> Callable[[], None]:
+        """All-reduce ``tensor`` in place; a failure names ``what`` was being done.
+
+        With ``wait=False`` the all-reduce runs in the background: ``tensor`` holds the
+        result once the returned function (which waits for it) has been called.
+        """
         with self._guard(what):
-            dist.all_reduce(tensor, op=op)
+            work = dist.all_reduce(tensor, op=op, async_op=not wait)
+
+        def finish() -> None:
+            if work is not None:
+                with self._guard(what):
+                    work.wait()
+
+        return finish
 
     def broadcast_(self, tensor: torch.Tensor, what: str) -> None:
         """Overwrite ``tensor`` with rank 0's."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 SYNC_MODES = ("delta", "rows", "average")
 RARE_WORDS = 2**21  # words between two sends of the rarest rows at most, with 2 ranks
+EVERY_WORDS = (2**15, 2**14)  # words between two synchronisations: 2 ranks, more
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,10 @@ class SyncPolicy:
 
     Parameters
     ----------
-    every_words : int
-        Corpus words (all ranks together) trained between two synchronisations.
+    every_words : int, optional
+        Corpus words (all ranks together) trained between two synchronisations. Default
+        32,768 with 2 ranks, 16,384 with more (with 8 ranks, 32,768 lost 0.03-0.05 WS353
+        against one process and 16,384 kept it, ``benchmarks/RESULTS.md``).
     mode : {"delta", "rows", "average"}
         ``"delta"``: the changes each rank made since a row was last sent are added up (an
         all-reduce), each row's sum scaled by :func:`saturation_scale` so that it moves as
@@ -64,38 +67,62 @@ class SyncPolicy:
         ``2**21`` words of all ranks at most (64 at the default ``every_words``, the interval
         measured); 1 with more ranks, where sending rows less often lost analogy points
         (``benchmarks/RESULTS.md``).
+    overlap : bool, optional
+        ``"delta"``: run each synchronisation's all-reduce while the next chunk trains, and
+        apply its sum at the next synchronisation (each rank's own change of the rows sent
+        is replaced by the ranks' scaled sum, what it trained since is kept); the epoch's
+        last one is waited for, so every rank ends each epoch with the same model. A rank
+        that finishes its chunk first goes on instead of waiting for the others. Default:
+        with 2 ranks only (with 8 it lost the model, ``benchmarks/RESULTS.md``).
+    cbow_alpha : float
+        CBOW with several ranks trains at this times the learning rates (start and end;
+        skip-gram at the rates given). At the one-process rates, 2 and 4 ranks lost 0.03-0.04
+        WS353 and up to 1 analogy point on 4M tokens whatever the interval, the rows sent or
+        their scale, and 1.3 recovered it (``benchmarks/RESULTS.md``); 1 keeps the rates.
     """
 
-    every_words: int = 2**15
+    every_words: int | None = None
     mode: str = "delta"
     timeout: float = 600.0
     saturation: float | None = None
     frequent: float = 8.0
     rare_every: int | None = None
+    overlap: bool | None = None
+    cbow_alpha: float = 1.3
 
     def __post_init__(self) -> None:
         bad_saturation = self.saturation is not None and not self.saturation > 0
-        if self.every_words < 1 or self.timeout <= 0 or bad_saturation:
+        bad_words = self.every_words is not None and self.every_words < 1
+        if bad_words or self.timeout <= 0 or bad_saturation:
             raise ValueError(
                 f"SyncPolicy needs every_words >= 1, timeout > 0 and saturation > 0, got "
                 f"every_words={self.every_words}, timeout={self.timeout}, "
                 f"saturation={self.saturation}"
             )
         rare = 1 if self.rare_every is None else self.rare_every
-        if not self.frequent > 0 or rare < 1 or rare & (rare - 1):
+        if not self.frequent > 0 or not self.cbow_alpha > 0 or rare < 1 or rare & (rare - 1):
             raise ValueError(
-                f"SyncPolicy needs frequent > 0 and rare_every a power of two, got "
-                f"frequent={self.frequent}, rare_every={self.rare_every}"
+                f"SyncPolicy needs frequent > 0, cbow_alpha > 0 and rare_every a power of two, "
+                f"got frequent={self.frequent}, cbow_alpha={self.cbow_alpha}, "
+                f"rare_every={self.rare_every}"
             )
         if self.mode not in SYNC_MODES:
             raise ValueError(f"SyncPolicy mode must be one of {SYNC_MODES}, got {self.mode!r}")
 
     def for_world(self, world: int) -> SyncPolicy:
         """This policy with the defaults for ``world`` ranks filled in."""
+        every_words = self.every_words or EVERY_WORDS[world > 2]
         saturation = self.saturation or 512 / world
-        longest = max(1, RARE_WORDS // int(self.every_words)).bit_length() - 1
+        longest = max(1, RARE_WORDS // int(every_words)).bit_length() - 1
         rare_every = self.rare_every or (1 << longest if world <= 2 else 1)
-        return replace(self, saturation=saturation, rare_every=rare_every)
+        overlap = world <= 2 if self.overlap is None else self.overlap
+        return replace(
+            self,
+            every_words=every_words,
+            saturation=saturation,
+            rare_every=rare_every,
+            overlap=overlap,
+        )
 
 
 @dataclass
@@ -112,11 +139,21 @@ class SendOrder:
     scale : torch.Tensor
         ``(V,)``: the factor of each row's summed change (:func:`saturation_scale`), in the
         order of ``rows``.
+    due : list of (slice or torch.Tensor)
+        ``rows[: ends[t]]`` as an index of the matrix: a slice where those are its first
+        rows (a vocabulary sorted by frequency), which reads and writes them in place
+        instead of gathering and scattering them.
     """
 
     rows: torch.Tensor
     ends: list[int]
     scale: torch.Tensor
+    due: list[slice | torch.Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        moved = (self.rows != torch.arange(len(self.rows), device=self.rows.device)).nonzero()
+        in_place = int(moved[0, 0]) if len(moved) else len(self.rows)  # rows[:in_place] = 0..
+        self.due = [slice(0, end) if end <= in_place else self.rows[:end] for end in self.ends]
 
     @classmethod
     def of(
@@ -178,13 +215,21 @@ class Synchronizer:
             None if c is None else SendOrder.of(c, policy, cluster.world, w) for w, c in kept
         ]
         self.levels = policy.rare_every.bit_length() - 1
+        self.pending: tuple | None = None  # (wait, due, summed, own) of a running all-reduce
+        # the changes sent and, with overlap, this rank's own: allocated once (a fresh
+        # buffer of every row at each epoch's end costs more in page faults than in copies)
+        words = [w for w, order in zip(self.weights, self.orders) if order is not None]
+        size = (sum(len(w) for w in words), words[0].shape[1]) if words else (0, 0)
+        self.buffers = [torch.empty(size, dtype=w.dtype, device=w.device) for w in words[:1]]
+        if words and policy.mode == "delta" and policy.overlap:
+            self.buffers.append(torch.empty_like(self.buffers[0]))
         self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
 
     def __call__(self, position: Position) -> None:
         started = time.perf_counter()
         last = position.chunk == self.chunks_per_epoch
         level = self.levels if last else min(_trailing_zeros(position.chunk), self.levels)
-        getattr(self, f"_{self.policy.mode}")(level)
+        getattr(self, f"_{self.policy.mode}")(level, last)
         self.calls += 1
         self.seconds += time.perf_counter() - started
         if last:
@@ -200,35 +245,60 @@ class Synchronizer:
             )
             self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
 
-    def _reduce(self, tensor: torch.Tensor, what: str) -> None:
-        self.cluster.all_reduce_(tensor, what)
+    def _reduce(self, tensor: torch.Tensor, what: str, wait: bool = True) -> Callable[[], None]:
         self.bytes += tensor.numel() * tensor.element_size()
+        return self.cluster.all_reduce_(tensor, what, wait=wait)
 
     def _sent(self, rows: int, w: torch.Tensor) -> None:
         self.rows_sent += rows / max(len(w), 1) / len(self.weights)
 
-    def _average(self, level: int) -> None:
+    def _average(self, level: int, last: bool) -> None:
         for w in self.weights:
             self._reduce(w, "averaging the weights")
             w.div_(self.cluster.world)
             self._sent(len(w), w)
 
-    def _delta(self, level: int) -> None:
+    def _delta(self, level: int, last: bool) -> None:
         """Send the rows due at ``level`` of the matrices of words in one all-reduce, and
-        the other matrices whole."""
-        due = []  # (matrix, its base, (R,) rows, (R,) their factors)
+        the other matrices whole; with ``policy.overlap``, unless ``last``, leave the
+        all-reduce running (:meth:`_apply_pending` applies it)."""
+        self._apply_pending()
+        due = []  # (matrix, its base, R rows (slice or (R,) index), (R,) their factors)
         for w, base, order in zip(self.weights, self.bases, self.orders):
             if order is None:
                 self._whole_averaged(w, base)
             else:
-                end = order.ends[level]
-                due.append((w, base, order.rows[:end], order.scale[:end]))
+                due.append((w, base, order.due[level], order.scale[: order.ends[level]]))
         if not due:
             return
-        summed = torch.cat([w[rows] - base[rows] for w, base, rows, _ in due])  # (R_all, d)
+        sizes = [len(scale) for *_, scale in due]
+        summed = self.buffers[0][: sum(sizes)]  # (R_all, d)
+        for (w, base, rows, _), part in zip(due, summed.split(sizes)):
+            torch.sub(w[rows], base[rows], out=part)
+        if self.policy.overlap and not last:
+            own = self.buffers[1][: len(summed)].copy_(summed)
+            wait = self._reduce(summed, "adding up the ranks' updates", wait=False)
+            self.pending = (wait, due, summed, own)
+            return
         self._reduce(summed, "adding up the ranks' updates")
-        for (w, base, rows, scale), part in zip(due, summed.split([len(r) for *_, r, _ in due])):
+        for (w, base, rows, scale), part in zip(due, summed.split(sizes)):
             self._apply(w, base, rows, part, scale)
+
+    def _apply_pending(self) -> None:
+        """Wait for the running all-reduce and apply its sum: the base of its rows moves by
+        the scaled sum, and so does the matrix, less this rank's change in the sum (what
+        this rank trained since it was sent is kept)."""
+        if self.pending is None:
+            return
+        wait, due, summed, own = self.pending
+        self.pending = None
+        wait()
+        sizes = [len(scale) for *_, scale in due]
+        for (w, base, rows, scale), part, mine in zip(due, summed.split(sizes), own.split(sizes)):
+            step = part.mul_(scale[:, None])
+            _add_rows(base, rows, step)
+            _add_rows(w, rows, step.sub_(mine))
+            self._sent(len(part), w)
 
     def _whole_averaged(self, w: torch.Tensor, base: torch.Tensor) -> None:
         w.sub_(base)  # w holds this rank's change ...
@@ -238,7 +308,7 @@ class Synchronizer:
         base.copy_(w)
         self._sent(len(w), w)
 
-    def _rows(self, level: int) -> None:
+    def _rows(self, level: int, last: bool) -> None:
         for w, base, order in zip(self.weights, self.bases, self.orders):
             change = w - base
             changers = self._changers(change)  # (V,)
@@ -252,22 +322,29 @@ class Synchronizer:
         self,
         w: torch.Tensor,
         base: torch.Tensor,
-        rows: torch.Tensor,
+        rows: slice | torch.Tensor,
         summed: torch.Tensor,
         scale: torch.Tensor,
     ) -> None:
-        """Rows ``rows`` of ``w`` and of its base become the base plus the ranks' ``(R, d)``
-        summed change scaled by ``(R,)`` ``scale``."""
-        fresh = base.index_select(0, rows).addcmul_(summed, scale[:, None])
-        w.index_copy_(0, rows, fresh)
-        base.index_copy_(0, rows, fresh)
-        self._sent(len(rows), w)
+        """Rows ``rows`` (a slice or an ``(R,)`` index) of ``w`` and of its base become the
+        base plus the ranks' ``(R, d)`` summed change scaled by ``(R,)`` ``scale``."""
+        _add_rows(base, rows, summed.mul_(scale[:, None]))
+        w[rows] = base[rows]
+        self._sent(len(summed), w)
 
     def _changers(self, change: torch.Tensor) -> torch.Tensor:
         """``(V,)`` int32: how many ranks changed each row."""
         changers = change.ne(0).any(dim=1).to(torch.int32)
         self._reduce(changers, "counting the ranks that changed each row")
         return changers
+
+
+def _add_rows(w: torch.Tensor, rows: slice | torch.Tensor, values: torch.Tensor) -> None:
+    """``w[rows] += values``, in place where ``rows`` is a slice."""
+    if isinstance(rows, slice):
+        w[rows].add_(values)
+    else:
+        w.index_add_(0, rows, values)
 
 
 def _trailing_zeros(n: int) -> int:

@@ -246,6 +246,10 @@ class OneProcess:
         """Rank 0's resume position, for every rank."""
         return start
 
+    def rates(self, schedule: Schedule, sg: bool) -> Schedule:
+        """The learning rates this rank trains with: ``schedule``'s."""
+        return schedule
+
     def synchronizer(
         self,
         weights: Sequence[torch.Tensor],
@@ -336,7 +340,7 @@ def fit(
     sync = hooks.synchronizer(weights, trainer.chunks_per_epoch, (counts, counts, None))
     try:
         reports = trainer.run(
-            schedule,
+            hooks.rates(schedule, bool(model.sg)),
             on_epoch_begin=lambda epoch: _epoch_begins(model),
             on_epoch_end=lambda report: _epoch_ends(
                 model, hooks.sum_report(report), schedule.start_alpha
