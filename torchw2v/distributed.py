@@ -17,9 +17,10 @@ CUDA, where rank ``r`` trains on ``cuda:LOCAL_RANK``.
   words done by all ranks together.
 - **Synchronisation.** After every chunk the ranks add up the changes they made to the
   rows due (:mod:`torchw2v.synchronizer`): with 2 ranks, frequent words' rows at every
-  synchronisation and rarer ones less often; every row at the end of each epoch. Between
-  two synchronisations each rank trains on its own copy, as Hogwild threads do on shared
-  rows.
+  synchronisation and rarer ones less often, the all-reduce running while the next chunk
+  trains; every row at the end of each epoch. Between two synchronisations each rank trains
+  on its own copy, as Hogwild threads do on shared rows. CBOW trains at raised rates
+  (:meth:`Cluster.rates`).
 - **Failures.** Collectives time out (``SyncPolicy.timeout``); a rank that dies or stalls
   makes the others raise :class:`RankFailure` instead of hanging.
 

@@ -3,7 +3,8 @@ after every chunk (:class:`Synchronizer`), used by :class:`torchw2v.distributed.
 
 Each rank trains its own copy between two synchronisations; a synchronisation adds up the
 changes the ranks made to the rows due, each row's sum scaled by :func:`saturation_scale`
-so that it moves as far as one process making all the ranks' updates would move it.
+so that it moves as far as one process making all the ranks' updates would move it; with 2
+ranks the all-reduce runs while the next chunk trains (``SyncPolicy.overlap``).
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ class SyncPolicy:
         apply its sum at the next synchronisation (each rank's own change of the rows sent
         is replaced by the ranks' scaled sum, what it trained since is kept); the epoch's
         last one is waited for, so every rank ends each epoch with the same model. A rank
-        that finishes its chunk first goes on instead of waiting for the others. Default:
-        with 2 ranks only (with 8 it lost the model, ``benchmarks/RESULTS.md``).
+        that finishes its chunk first goes on instead of waiting for the others (a checkpoint
+        written meanwhile holds rank 0's weights without the sum in flight). Default: with 2
+        ranks only, where it kept the scores (with 8 it lost the model,
+        ``benchmarks/RESULTS.md``).
     cbow_alpha : float
         CBOW with several ranks trains at this times the learning rates (start and end;
         skip-gram at the rates given). At the one-process rates, 2 and 4 ranks lost 0.03-0.04
