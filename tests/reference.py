@@ -165,13 +165,16 @@ def reference_train(
     alphas: np.ndarray,
     group: int = 1,
     sigmoid: Callable[[np.ndarray], np.ndarray] = saturated_sigmoid,
+    contexts_in_order: bool = False,
 ) -> tuple[float, int]:
     """Train the drawn chunk on ``weights`` (``syn0``, ``syn1neg``, ``syn1``), in place.
 
     ``alphas`` is the ``(M,)`` learning rate of each center; ``huffman`` is ``(points,
     codes, lengths)`` with ``cfg.hs``. Centers go in groups of ``group`` consecutive
-    positions, each group's updates computed from the vectors before it. Returns the summed
-    loss and the number of predictions (skip-gram pairs; CBOW centers with a context).
+    positions, each group's updates computed from the vectors before it; with
+    ``contexts_in_order`` (skip-gram, ``group=1``), each context of a center from the
+    vectors its previous contexts left, as gensim. Returns the summed loss and the number of
+    predictions (skip-gram pairs; CBOW centers with a context).
     """
     m = len(draws.words)
     loss, pairs = 0.0, 0
@@ -184,8 +187,12 @@ def reference_train(
             if not len(context):
                 continue
             word, negs = int(draws.words[i]), draws.negatives[i]
-            loss += _train_center(
-                old, weights, cfg, huffman, context, word, negs, alphas[i], sigmoid
-            )
+            in_order = contexts_in_order and cfg.sg
+            for step in np.split(context, len(context)) if in_order else [context]:
+                if in_order:  # this context from the vectors the previous one left
+                    old = {name: w.copy() for name, w in weights.items()}
+                loss += _train_center(
+                    old, weights, cfg, huffman, step, word, negs, alphas[i], sigmoid
+                )
             pairs += len(context) if cfg.sg else 1
     return loss, pairs

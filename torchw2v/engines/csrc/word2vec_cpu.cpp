@@ -4,16 +4,20 @@
 // One call of the op torchw2v::train_chunk trains one chunk of sentences in place on syn0
 // (input vectors), syn1neg (negative-sampling output vectors) and syn1 (hierarchical-softmax
 // output vectors). The math is word2vec.c's / gensim's, in gensim's direction (the input side
-// predicts the center word), with two deliberate changes: a center word's K negatives are
-// drawn once and shared by all of its contexts (Ji et al., 2016), and each center word is
-// trained as one small matrix product, all its dot products taken from the same values.
+// predicts the center word), with two deliberate changes to skip-gram with NS alone: a
+// center word's K negatives are drawn once and shared by all of its contexts (Ji et al.,
+// 2016), and the center is trained as one small matrix product, all its dot products taken
+// from the same values.
 //
 // A center word's targets are output rows with a label: for negative sampling (NS) the center
 // word (label 1) and its K negatives (label 0) in syn1neg; for hierarchical softmax (HS) the
 // nodes of the center word's Huffman path in syn1, labelled 1 - code. With both, a center is
 // trained against both lists at once (gensim runs HS, then NS from the updated input vectors).
-//   Skip-gram: the C context rows of syn0 against the T targets, a (C, T) matrix of scores;
-//     every context row gets the sum of its updates and every target row the sum of its.
+//   Skip-gram: the C context rows of syn0 against the T targets. NS alone: a (C, T) matrix
+//     of scores; every context row gets the sum of its updates and every target row the sum
+//     of its. With HS: one context row after the other, in gensim's order, each from the
+//     target rows the contexts before it updated (taken at once, every path node would get
+//     C updates from the same values: measured 1-3 points lower semantic analogies).
 //   CBOW: neu1 = the sum of the C context rows (their mean with cbow_mean) against the T
 //     targets; each target row gets g * neu1 and each context row the error sum_t g_t o_t
 //     (divided by C without cbow_mean), as gensim does.
@@ -144,6 +148,7 @@ struct Problem {
   const int32_t* lengths;
   int64_t depth;
   int64_t longest_path;  // HS only: max(lengths)
+  bool simple_paths;     // HS only: no path passes a node twice (true of every Huffman tree)
   int64_t vocab;
   int64_t dim;
   int64_t window;
@@ -482,6 +487,116 @@ void update_generic(float* const* x, int64_t nc, float* const* o, int64_t nt, in
   if (k < d) update_columns(x, nc, o, nt, k, d, g, oldx, oldo);
 }
 
+// The one-row kernels: one input row x (a skip-gram context, or CBOW's neu1) against the
+// targets of a center, scores then updates.
+
+// Targets whose dot products with the input row are taken together: enough independent
+// sums to keep the FMA units busy, the row's values loaded once for all of them.
+constexpr int kDotBlock = 8;
+
+// s[i] = <x, o_i> for TB targets.
+template <int TB>
+inline void dots(const float* __restrict x, float* const* o, int64_t d, float* s) {
+  using V = vec<kLanes>;
+  V acc[TB];
+  for (int i = 0; i < TB; ++i) acc[i] = vzero<kLanes>();
+  int64_t k = 0;
+  for (; k + kLanes <= d; k += kLanes) {
+    const V xv = vload<kLanes>(x + k);
+    for (int i = 0; i < TB; ++i) acc[i] += xv * vload<kLanes>(o[i] + k);
+  }
+  float sum[TB];
+  for (int i = 0; i < TB; ++i) sum[i] = vsum<kLanes>(acc[i]);
+  if constexpr (kLanes > 4) {
+    if (k + 4 <= d) {
+      const vec<4> xv = vload<4>(x + k);
+      for (int i = 0; i < TB; ++i) sum[i] += vsum<4>(xv * vload<4>(o[i] + k));
+      k += 4;
+    }
+  }
+  for (; k < d; ++k)
+    for (int i = 0; i < TB; ++i) sum[i] += x[k] * o[i][k];
+  for (int i = 0; i < TB; ++i) s[i] = sum[i];
+}
+
+// s[t] = <x, o_t> for the nt targets.
+void row_scores(const float* x, float* const* o, int64_t nt, int64_t d, float* s) {
+  int64_t t = 0;
+  for (; t + kDotBlock <= nt; t += kDotBlock) dots<kDotBlock>(x, o + t, d, s + t);
+  with_block_size<kDotBlock>(nt - t, [&](auto tb) {
+    dots<decltype(tb)::value>(x, o + t, d, s + t);
+  });
+}
+
+// Columns [k, k + CB * L) of the row update: out = x + sum_t g_t o_t (or the sum alone,
+// without kAddRow) and o_t += g_t x, all from the values before. With kDistinct (no row is
+// two targets) each target row is read once and written at once; otherwise all sums are
+// taken first and the rows written after, so that a row that is two targets gets both
+// updates. Two sums per block of columns (even and odd targets): 2 * CB chains of FMAs in
+// flight.
+template <int CB, int L, bool kAddRow, bool kDistinct>
+inline void row_update_block(const float* x, float* const* o, int64_t nt, int64_t k,
+                             const float* g, float* out) {
+  using V = vec<L>;
+  V xv[CB], even[CB], odd[CB];
+  for (int b = 0; b < CB; ++b) {
+    xv[b] = vload<L>(x + k + b * L);
+    even[b] = odd[b] = vzero<L>();
+  }
+  // One target: its sum, and with kDistinct its row's update from the same loaded values.
+  // The row's address is a local: GCC would reload o[t] after every store (a vstore may
+  // alias anything).
+  auto train = [&](float* row, V gv, V* sum) {
+    for (int b = 0; b < CB; ++b) {
+      const V ov = vload<L>(row + b * L);
+      sum[b] += gv * ov;
+      if constexpr (kDistinct) vstore<L>(row + b * L, ov + gv * xv[b]);
+    }
+  };
+  int64_t t = 0;
+  for (; t + 2 <= nt; t += 2) {
+    train(o[t] + k, vset<L>(g[t]), even);
+    train(o[t + 1] + k, vset<L>(g[t + 1]), odd);
+  }
+  if (t < nt) train(o[t] + k, vset<L>(g[t]), even);
+  if constexpr (!kDistinct) {
+    for (int64_t q = 0; q < nt; ++q) {
+      const V gq = vset<L>(g[q]);
+      float* const row = o[q] + k;
+      for (int b = 0; b < CB; ++b) vstore<L>(row + b * L, vload<L>(row + b * L) + gq * xv[b]);
+    }
+  }
+  for (int b = 0; b < CB; ++b) {
+    const V sum = even[b] + odd[b];
+    vstore<L>(out + k + b * L, kAddRow ? xv[b] + sum : sum);
+  }
+}
+
+// The whole row update (see row_update_block): out may be x itself.
+template <bool kAddRow, bool kDistinct>
+void row_update(const float* x, float* const* o, int64_t nt, int64_t d, const float* g,
+                float* out) {
+  constexpr int CB = 4;
+  int64_t k = 0;
+  for (; k + CB * kLanes <= d; k += CB * kLanes)
+    row_update_block<CB, kLanes, kAddRow, kDistinct>(x, o, nt, k, g, out);
+  for (; k + kLanes <= d; k += kLanes)
+    row_update_block<1, kLanes, kAddRow, kDistinct>(x, o, nt, k, g, out);
+  if constexpr (kLanes > 4) {
+    if (k + 4 <= d) {
+      row_update_block<1, 4, kAddRow, kDistinct>(x, o, nt, k, g, out);
+      k += 4;
+    }
+  }
+  for (; k < d; ++k) {
+    const float xk = x[k];
+    float sum = 0.0f;
+    for (int64_t t = 0; t < nt; ++t) sum += g[t] * o[t][k];
+    for (int64_t t = 0; t < nt; ++t) o[t][k] += g[t] * xk;
+    out[k] = kAddRow ? xk + sum : sum;
+  }
+}
+
 struct Kernels {
   void (*scores)(float* const*, int64_t, float* const*, int64_t, float*);
   void (*update)(float* const*, int64_t, float* const*, int64_t, const float*, float*, float*,
@@ -645,6 +760,7 @@ struct Targets {
   std::vector<float*> rows;
   std::vector<float> label;
   int64_t ns = 0, n = 0;
+  bool distinct = true;  // no row is two targets (a negative drawn twice would be)
 
   explicit Targets(int64_t capacity) : rows(capacity), label(capacity, 0.0f) {}
 
@@ -661,6 +777,9 @@ struct Targets {
         }
     }
     ns = n;
+    distinct = !p.hs || p.simple_paths;
+    for (int64_t a = 1; a < ns && distinct; ++a)
+      for (int64_t b = 1; b < a; ++b) distinct &= rows[a] != rows[b];
     if (p.hs) {
       const int32_t* point = p.points + center * p.depth;
       const uint8_t* code = p.codes + center * p.depth;
@@ -671,6 +790,14 @@ struct Targets {
     }
   }
 };
+
+// The one-row update of x against tg's targets (row_update), into out.
+template <bool kAddRow>
+inline void row_update_targets(const float* x, const Targets& tg, int64_t d, const float* g,
+                               float* out) {
+  if (tg.distinct) row_update<kAddRow, true>(x, tg.rows.data(), tg.n, d, g, out);
+  else row_update<kAddRow, false>(x, tg.rows.data(), tg.n, d, g, out);
+}
 
 // Per-thread buffers, sized for the most contexts (skip-gram; CBOW has one input row) and
 // the most targets of a center.
@@ -737,8 +864,8 @@ TORCHW2V_NOINLINE double loss_of(const float* scores, int64_t rows, const Target
   return loss;
 }
 
-// Skip-gram: each of the nc context rows x predicts the targets. Returns false, having
-// updated nothing, if a score is not finite.
+// Skip-gram, all nc context rows x at once: every prediction from the values before the
+// call. Returns false, having updated nothing, if a score is not finite.
 bool train_skipgram(float* const* x, int64_t nc, const Targets& tg, float alpha, const Problem& p,
                     Scratch& s, Totals& t) {
   const Kernels fixed = kernels_for(tg.n);
@@ -754,6 +881,22 @@ bool train_skipgram(float* const* x, int64_t nc, const Targets& tg, float alpha,
     update_generic(x, nc, o, tg.n, p.dim, g, s.dx.data(), s.dov.data(), s.oldx.data(),
                    s.oldo.data());
   t.pairs += double(nc);
+  return true;
+}
+
+// Skip-gram, one context row at a time in gensim's order: each context's predictions see the
+// target rows as the contexts before it left them. Returns false at the first context with a
+// score that is not finite, that context's update not applied.
+bool train_skipgram_in_order(float* const* x, int64_t nc, const Targets& tg, float alpha,
+                             const Problem& p, Scratch& s, Totals& t) {
+  float* g = s.scores.data();  // (T,)
+  for (int64_t c = 0; c < nc; ++c) {
+    row_scores(x[c], tg.rows.data(), tg.n, p.dim, g);
+    if (p.compute_loss) t.loss += loss_of(g, 1, tg);
+    if (!scores_to_gradients(g, 1, tg, alpha)) return false;
+    row_update_targets<true>(x[c], tg, p.dim, g, x[c]);
+    t.pairs += 1.0;
+  }
   return true;
 }
 
@@ -774,25 +917,11 @@ bool train_cbow(float* const* x, int64_t nc, const Targets& tg, float alpha, con
   if (p.cbow_mean)
     for (int64_t k = 0; k < d; ++k) neu1[k] *= inv_count;
 
-  const Kernels fixed = kernels_for(tg.n);
-  float* const* o = tg.rows.data();
-  float* g = s.scores.data();  // (1, T)
-  if (fixed.scores) fixed.scores(&neu1, 1, o, d, g);
-  else scores_generic(&neu1, 1, o, tg.n, d, g);
+  float* g = s.scores.data();  // (T,)
+  row_scores(neu1, tg.rows.data(), tg.n, d, g);
   if (p.compute_loss) t.loss += loss_of(g, 1, tg);
   if (!scores_to_gradients(g, 1, tg, alpha)) return false;
-
-  std::fill(neu1e, neu1e + d, 0.0f);
-  for (int64_t q = 0; q < tg.n; ++q) {  // neu1e = sum_t g_t o_t, from the old o_t
-    const float* __restrict oq = o[q];
-#pragma omp simd
-    for (int64_t k = 0; k < d; ++k) neu1e[k] += g[q] * oq[k];
-  }
-  for (int64_t q = 0; q < tg.n; ++q) {  // o_t += g_t neu1
-    float* __restrict oq = o[q];
-#pragma omp simd
-    for (int64_t k = 0; k < d; ++k) oq[k] += g[q] * neu1[k];
-  }
+  row_update_targets<false>(neu1, tg, d, g, neu1e);  // neu1e = sum_t g_t o_t, from the old o_t
   // with the sum, the error is shared among the contexts; with the mean each gets it whole
   if (!p.cbow_mean)
     for (int64_t k = 0; k < d; ++k) neu1e[k] *= inv_count;
@@ -890,8 +1019,10 @@ void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_l
       for (int64_t j = lo, c = 0; j < hi; ++j)
         if (j != i) in_rows[c++] = p.syn0 + int64_t(kept[j]) * d;
       targets.gather(p, kept[i], negs.data() + i * K, hot);
-      const bool finite = p.sg ? train_skipgram(in_rows.data(), nc, targets, alpha, p, scratch, t)
-                               : train_cbow(in_rows.data(), nc, targets, alpha, p, scratch, t);
+      const bool finite =
+          !p.sg  ? train_cbow(in_rows.data(), nc, targets, alpha, p, scratch, t)
+          : p.hs ? train_skipgram_in_order(in_rows.data(), nc, targets, alpha, p, scratch, t)
+                 : train_skipgram(in_rows.data(), nc, targets, alpha, p, scratch, t);
       if (!finite) {
         t.diverged = true;
         p.stop->store(true, std::memory_order_relaxed);
@@ -914,10 +1045,16 @@ constexpr int64_t kMaxNegative = 10000;
 constexpr int64_t kMaxWorkers = 1024;
 constexpr double kMaxScratchValues = double(int64_t(1) << 28);
 
+struct PathFacts {
+  int64_t longest = 0;
+  bool simple = true;  // no path passes a node twice
+};
+
 // The HS tables describe Huffman paths through syn1's rows: shapes, dtypes and ranges.
-// Returns the longest path.
-int64_t check_huffman(const at::Tensor& points, const at::Tensor& codes, const at::Tensor& lengths,
-                      int64_t V) {
+// Returns the longest path, and whether every path is simple (the tables are any the caller
+// gives, not necessarily a tree's).
+PathFacts check_huffman(const at::Tensor& points, const at::Tensor& codes,
+                        const at::Tensor& lengths, int64_t V) {
   TORCH_CHECK(points.scalar_type() == at::kInt && points.dim() == 2 && points.size(0) == V &&
                   points.is_contiguous(),
               "train_chunk: points must be a contiguous (V, L) int32 tensor with V=", V, ", got ",
@@ -934,19 +1071,23 @@ int64_t check_huffman(const at::Tensor& points, const at::Tensor& codes, const a
   const int32_t* pt = points.data_ptr<int32_t>();
   const uint8_t* cd = codes.data_ptr<uint8_t>();
   const int32_t* len = lengths.data_ptr<int32_t>();
-  int64_t longest = 0;
+  PathFacts facts;
+  std::vector<int32_t> seen_in(V, -1);  // seen_in[node]: the last word whose path has it
   for (int64_t w = 0; w < V; ++w) {
     TORCH_CHECK(len[w] >= 0 && len[w] <= L, "train_chunk: lengths[", w, "]=", len[w],
                 " is out of range [0, ", L, "]");
-    longest = std::max<int64_t>(longest, len[w]);
+    facts.longest = std::max<int64_t>(facts.longest, len[w]);
     for (int64_t l = 0; l < len[w]; ++l) {
-      TORCH_CHECK(pt[w * L + l] >= 0 && pt[w * L + l] < V, "train_chunk: points[", w, ", ", l,
-                  "]=", pt[w * L + l], " is out of range [0, ", V, ")");
+      const int32_t node = pt[w * L + l];
+      TORCH_CHECK(node >= 0 && node < V, "train_chunk: points[", w, ", ", l, "]=", node,
+                  " is out of range [0, ", V, ")");
       TORCH_CHECK(cd[w * L + l] <= 1, "train_chunk: codes[", w, ", ", l, "]=", int(cd[w * L + l]),
                   " is not 0 or 1");
+      facts.simple &= seen_in[node] != int32_t(w);
+      seen_in[node] = int32_t(w);
     }
   }
-  return longest;
+  return facts;
 }
 
 at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const at::Tensor& syn1,
@@ -1017,7 +1158,7 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
       TORCH_CHECK(cum[v - 1] <= cum[v], "train_chunk: cum_table must be non-decreasing (at ", v,
                   ")");
   }
-  const int64_t longest_path = hs ? check_huffman(points, codes, lengths, V) : 0;
+  const PathFacts paths = hs ? check_huffman(points, codes, lengths, V) : PathFacts{};
 
   std::atomic<bool> stop{false};
   Problem p{syn0.data_ptr<float>(),
@@ -1031,7 +1172,8 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
             hs ? codes.data_ptr<uint8_t>() : nullptr,
             hs ? lengths.data_ptr<int32_t>() : nullptr,
             hs ? points.size(1) : 0,
-            longest_path,
+            paths.longest,
+            paths.simple,
             V,
             d,
             window,
