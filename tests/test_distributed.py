@@ -321,6 +321,7 @@ def test_sync_policy_is_checked():
     assert SyncPolicy().for_world(2) == two == two.for_world(2)
     eight = SyncPolicy(2**14, saturation=64, rare_every=1, overlap=False)
     assert SyncPolicy().for_world(8) == eight
+    assert SyncPolicy().for_world(4).every_words == 2**13
 
 
 def test_cbow_on_several_ranks_trains_at_raised_rates_and_skip_gram_at_the_given_ones():

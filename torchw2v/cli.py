@@ -166,7 +166,7 @@ def build_parser() -> Parser:
         type=int,
         metavar="N",
         help="under torchrun: words (all processes together) between synchronisations of "
-        "the processes' weights (32768 with 2 processes, 16384 with more)",
+        "the processes' weights (32768 with 2 processes, 2048 per process with more)",
     )
     train.add_argument(
         "-sync-mode",

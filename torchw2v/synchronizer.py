@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 SYNC_MODES = ("delta", "rows", "average")
 RARE_WORDS = 2**21  # words between two sends of the rarest rows at most, with 2 ranks
-EVERY_WORDS = (2**15, 2**14)  # words between two synchronisations: 2 ranks, more
+PAIR_WORDS = 2**15  # words between two synchronisations with 2 ranks
+RANK_WORDS = 2**11  # per rank between two synchronisations with more
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class SyncPolicy:
     ----------
     every_words : int, optional
         Corpus words (all ranks together) trained between two synchronisations. Default
-        32,768 with 2 ranks, 16,384 with more (with 8 ranks, 32,768 lost 0.03-0.05 WS353
-        against one process and 16,384 kept it, ``benchmarks/RESULTS.md``).
+        32,768 with 2 ranks, 2,048 per rank with more (8,192 with 4, 16,384 with 8): with 8
+        ranks 32,768 lost 0.03-0.05 WS353 against one process and 16,384 kept it; with 4,
+        16,384 lost 0.019-0.025 on 4M tokens and 8,192 0.011 (``benchmarks/RESULTS.md``).
     mode : {"delta", "rows", "average"}
         ``"delta"``: the changes each rank made since a row was last sent are added up (an
         all-reduce), each row's sum scaled by :func:`saturation_scale` so that it moves as
@@ -114,7 +116,7 @@ class SyncPolicy:
 
     def for_world(self, world: int) -> SyncPolicy:
         """This policy with the defaults for ``world`` ranks filled in."""
-        every_words = self.every_words or EVERY_WORDS[world > 2]
+        every_words = self.every_words or (PAIR_WORDS if world <= 2 else RANK_WORDS * world)
         saturation = self.saturation or 512 / world
         longest = max(1, RARE_WORDS // int(every_words)).bit_length() - 1
         rare_every = self.rare_every or (1 << longest if world <= 2 else 1)
