@@ -343,6 +343,29 @@ def test_distributed_outside_torchrun_says_how_to_launch(monkeypatch):
         torchw2v.Word2Vec(distributed=True, device="cpu")
 
 
+def test_the_process_group_torchw2v_created_is_destroyed_at_exit(tmp_path, child_env):
+    """Left to interpreter teardown, a gloo group can abort its process (pytorch#190489)."""
+    script = tmp_path / "rank.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import atexit, sys
+            import torch.distributed as dist
+            import torchw2v
+            # atexit runs handlers last in, first out: this one after torchw2v's
+            atexit.register(lambda: print("group at exit:", dist.is_initialized(), file=sys.stderr))
+            sentences = [["human", "interface", "computer", "survey", "user"]] * 50
+            model = torchw2v.Word2Vec(sentences, min_count=1, vector_size=8, epochs=1,
+                                      workers=1, device="cpu", distributed=True)
+            print("trained:", len(model.wv), file=sys.stderr)
+            """
+        )
+    )
+    [(status, err)] = launch(script, {"out": str(tmp_path)}, child_env, world=1)
+    assert status == 0, err
+    assert "trained: 5" in err and "group at exit: False" in err, err
+
+
 # ------------------------------------------------------------------ two ranks over gloo
 
 

@@ -29,6 +29,7 @@ Only rank 0 writes models and checkpoints (see :func:`is_writer` for your own ou
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import math
@@ -359,3 +360,15 @@ def _init_process_group(device: torch.device, timeout: float) -> None:
         )
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    """Destroy the process group torchw2v created, at exit while the interpreter is whole.
+
+    Left to interpreter teardown, gloo's worker threads may still hold finished works and
+    their tensors; freeing those then can abort the process ("terminate called without an
+    active exception", pytorch/pytorch#190489), which torchrun reports as a failed rank.
+    """
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -76,12 +76,14 @@ class SyncPolicy:
         is replaced by the ranks' scaled sum, what it trained since is kept); the epoch's
         last one is waited for, so every rank ends each epoch with the same model. A rank
         that finishes its chunk first goes on instead of waiting for the others (a checkpoint
-        written meanwhile holds rank 0's weights without the sum in flight). Default: with 2
-        ranks only, where it kept the scores (with 8 it lost the model,
-        ``benchmarks/RESULTS.md``). Off by default: with it on, one rank of a 2-rank
-        ``torchrun`` run sometimes aborted at exit ("terminate called without an active
-        exception", about 1 run in 4 of ``test_torchrun_command_line_writes_the_vectors_once``;
-        none in 6 with it off), not yet explained.
+        written meanwhile holds rank 0's weights without the sum in flight). With 2 ranks it
+        kept the scores (with 8 it lost the model, ``benchmarks/RESULTS.md``). Off by
+        default: with it on, one rank of a 2-rank ``torchrun`` run sometimes aborted at exit
+        ("terminate called without an active exception", about 1 run in 4 of
+        ``test_torchrun_command_line_writes_the_vectors_once`` on one machine). The likely
+        cause, the process group left to interpreter teardown (pytorch/pytorch#190489), is
+        fixed (torchw2v destroys the group it created at exit), but the abort did not
+        reproduce on the machine that fixed it (none in 15 runs), so the fix is unconfirmed.
     cbow_alpha : float
         CBOW with several ranks trains at this times the learning rates (start and end;
         skip-gram at the rates given). At the one-process rates, 2 and 4 ranks lost 0.03-0.04
