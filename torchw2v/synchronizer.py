@@ -3,8 +3,8 @@ after every chunk (:class:`Synchronizer`), used by :class:`torchw2v.distributed.
 
 Each rank trains its own copy between two synchronisations; a synchronisation adds up the
 changes the ranks made to the rows due, each row's sum scaled by :func:`saturation_scale`
-so that it moves as far as one process making all the ranks' updates would move it; with 2
-ranks the all-reduce runs while the next chunk trains (``SyncPolicy.overlap``).
+so that it moves as far as one process making all the ranks' updates would move it; with
+``SyncPolicy(overlap=True)`` the all-reduce runs while the next chunk trains.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class SyncPolicy:
     saturation: float | None = None
     frequent: float = 8.0
     rare_every: int | None = None
-    overlap: bool | None = None
+    overlap: bool = False
     cbow_alpha: float = 1.3
 
     def __post_init__(self) -> None:
@@ -125,14 +125,7 @@ class SyncPolicy:
         saturation = self.saturation or 512 / world
         longest = max(1, RARE_WORDS // int(every_words)).bit_length() - 1
         rare_every = self.rare_every or (1 << longest if world <= 2 else 1)
-        overlap = bool(self.overlap)
-        return replace(
-            self,
-            every_words=every_words,
-            saturation=saturation,
-            rare_every=rare_every,
-            overlap=overlap,
-        )
+        return replace(self, every_words=every_words, saturation=saturation, rare_every=rare_every)
 
 
 @dataclass
