@@ -84,6 +84,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--size", type=int, default=100, help="vector size")
     parser.add_argument("--cbow", type=int, choices=(0, 1), default=0, help="1 for CBOW")
+    parser.add_argument("--seed", type=int, default=1, help="the runs' seed")
     parser.add_argument("--total-threads", type=int, default=2, help="threads of all ranks")
     parser.add_argument("--run", action="append", help=f"RANKS[:MODE[:EVERY]] ({DEFAULT_RUNS})")
     parser.add_argument("--record", action="store_true", help=f"append the results to {RESULTS}")
@@ -130,7 +131,7 @@ def command(run: Run, corpus: Path, vectors: Path, args: argparse.Namespace) -> 
             *("--master_port", str(free_port()), "-m", "torchw2v"),
         ]
     flags = ["-train", str(corpus), "-output", str(vectors), "-binary", "1"]
-    flags += ["-cbow", str(args.cbow)]
+    flags += ["-cbow", str(args.cbow), "-seed", str(args.seed)]
     flags += ["-size", str(args.size), "-iter", str(args.epochs), "-threads", str(run.threads)]
     flags += ["-device", "cpu", "-sync-mode", run.mode]
     flags += ["-sync-words", str(run.every_words)] * run.every_given
@@ -179,7 +180,8 @@ def report(args: argparse.Namespace, slice_: tuple[int, int], runs: list[Run], l
         "",
         f"- machine: {machine('torch', 'gensim')}; "
         f"load average (1, 5, 15 min) before / after: {load}",
-        f"- settings: `torchw2v train -cbow {args.cbow} -size {args.size} -iter {args.epochs}` "
+        f"- settings: `torchw2v train -cbow {args.cbow} -size {args.size} "
+        f"-iter {args.epochs} -seed {args.seed}` "
         f"(window 5, negative 5, sample 1e-3, min-count 5), {args.total_threads} threads over "
         "all ranks (at least 1 per rank), gloo on CPU, one machine",
         "- train s and words/s: rank 0's `training on ... took` line (raw words of all ranks); "

@@ -108,7 +108,8 @@ class Refused:
 
 
 @pytest.mark.parametrize(
-    ("flags", "alpha"), [([], 0.05), (["-cbow", "0"], 0.025), (["-alpha", "0.1"], 0.1)]
+    ("flags", "alpha"),
+    [([], 0.05), (["-cbow", "0"], 0.025), (["-alpha", "0.1"], 0.1), (["-seed", "7"], 0.05)],
 )
 def test_train_passes_word2vec_c_defaults_and_unbuilt_options_fail_in_one_line(
     flags, alpha, corpus, tmp_path, monkeypatch, capsys
@@ -127,6 +128,7 @@ def test_train_passes_word2vec_c_defaults_and_unbuilt_options_fail_in_one_line(
         "min_count": 5,
         "alpha": alpha,
         "epochs": 5,
+        "seed": 7 if flags == ["-seed", "7"] else 1,
         "workers": usable_cores(),
         "device": None,
     }

@@ -317,7 +317,7 @@ def test_sync_policy_is_checked():
         SyncPolicy(rare_every=3)
     with pytest.raises(ValueError, match="cbow_alpha=0"):
         SyncPolicy(cbow_alpha=0)
-    two = SyncPolicy(2**15, saturation=256, rare_every=64, overlap=False)
+    two = SyncPolicy(2**16, saturation=256, rare_every=32, overlap=True)
     assert SyncPolicy().for_world(2) == two == two.for_world(2)
     eight = SyncPolicy(2**14, saturation=64, rare_every=1, overlap=False)
     assert SyncPolicy().for_world(8) == eight

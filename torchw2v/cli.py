@@ -112,7 +112,7 @@ COMMANDS = {  # name: (summary, description)
         "Train gensim's Word2Vec and torchw2v's on CORPUS with identical settings and "
         "threads; print training time, words/s, the speed ratio, analogy, WS353 and "
         "SimLex-999 scores and the overlap of the 10 nearest neighbours of frequent words, "
-        "with mean and spread over repeats (seeds 1, 2, ...).",
+        "with mean and spread over repeats (seeds -seed, -seed + 1, ...).",
     ),
 }
 
@@ -166,7 +166,7 @@ def build_parser() -> Parser:
         type=int,
         metavar="N",
         help="under torchrun: words (all processes together) between synchronisations of "
-        "the processes' weights (32768 with 2 processes, 2048 per process with more)",
+        "the processes' weights (65536 with 2 processes, 2048 per process with more)",
     )
     train.add_argument(
         "-sync-mode",
@@ -217,6 +217,7 @@ def _add_training_flags(parser: Parser) -> None:
         ("sample", float, 1e-3, "threshold for downsampling frequent words; 0 for none"),
         ("iter", int, 5, "passes over the corpus"),
         ("min-count", int, 5, "discard words that occur fewer times"),
+        ("seed", int, 1, "seed of the random draws (gensim's seed)"),
     ):
         switch = flag in ("cbow", "hs")
         parser.add_argument(
@@ -265,6 +266,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "min_count": args.min_count,
         "alpha": args.alpha if args.alpha is not None else (0.05 if args.cbow else 0.025),
         "epochs": args.iter,
+        "seed": args.seed,
         "workers": args.threads,
         "device": args.device,
     }

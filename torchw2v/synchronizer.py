@@ -4,7 +4,7 @@ after every chunk (:class:`Synchronizer`), used by :class:`torchw2v.distributed.
 Each rank trains its own copy between two synchronisations; a synchronisation adds up the
 changes the ranks made to the rows due, each row's sum scaled by :func:`saturation_scale`
 so that it moves as far as one process making all the ranks' updates would move it; with
-``SyncPolicy(overlap=True)`` the all-reduce runs while the next chunk trains.
+2 ranks (``SyncPolicy.overlap``) the all-reduce runs while the next chunk trains.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 SYNC_MODES = ("delta", "rows", "average")
 RARE_WORDS = 2**21  # words between two sends of the rarest rows at most, with 2 ranks
-PAIR_WORDS = 2**15  # words between two synchronisations with 2 ranks
+PAIR_WORDS = 2**16  # words between two synchronisations with 2 ranks
 RANK_WORDS = 2**11  # per rank between two synchronisations with more
 
 
@@ -38,9 +38,11 @@ class SyncPolicy:
     ----------
     every_words : int, optional
         Corpus words (all ranks together) trained between two synchronisations. Default
-        32,768 with 2 ranks, 2,048 per rank with more (8,192 with 4, 16,384 with 8): with 8
-        ranks 32,768 lost 0.03-0.05 WS353 against one process and 16,384 kept it; with 4,
-        16,384 lost 0.019-0.025 on 4M tokens and 8,192 0.011 (``benchmarks/RESULTS.md``).
+        65,536 with 2 ranks, 2,048 per rank with more (8,192 with 4, 16,384 with 8): 2 ranks
+        score as one process at 65,536 (over 3 seeds) and spend 0.2-0.4 s less per 12M words
+        than at 32,768; with 8 ranks 32,768 lost 0.03-0.05 WS353 against one process and
+        16,384 kept it; with 4, 16,384 lost 0.019-0.025 on 4M tokens and 8,192 0.011
+        (``benchmarks/RESULTS.md``).
     mode : {"delta", "rows", "average"}
         ``"delta"``: the changes each rank made since a row was last sent are added up (an
         all-reduce), each row's sum scaled by :func:`saturation_scale` so that it moves as
@@ -67,7 +69,7 @@ class SyncPolicy:
     rare_every : int, optional
         ``"delta"``: the rarest words' rows are sent every ``rare_every``-th synchronisation
         (a power of two; 1 sends every row every time). Default with 2 ranks: every
-        ``2**21`` words of all ranks at most (64 at the default ``every_words``, the interval
+        ``2**21`` words of all ranks at most (32 at the default ``every_words``, the interval
         measured); 1 with more ranks, where sending rows less often lost analogy points
         (``benchmarks/RESULTS.md``).
     overlap : bool, optional
@@ -76,14 +78,9 @@ class SyncPolicy:
         is replaced by the ranks' scaled sum, what it trained since is kept); the epoch's
         last one is waited for, so every rank ends each epoch with the same model. A rank
         that finishes its chunk first goes on instead of waiting for the others (a checkpoint
-        written meanwhile holds rank 0's weights without the sum in flight). With 2 ranks it
-        kept the scores (with 8 it lost the model, ``benchmarks/RESULTS.md``). Off by
-        default: with it on, one rank of a 2-rank ``torchrun`` run sometimes aborted at exit
-        ("terminate called without an active exception", about 1 run in 4 of
-        ``test_torchrun_command_line_writes_the_vectors_once`` on one machine). The likely
-        cause, the process group left to interpreter teardown (pytorch/pytorch#190489), is
-        fixed (torchw2v destroys the group it created at exit), but the abort did not
-        reproduce on the machine that fixed it (none in 15 runs), so the fix is unconfirmed.
+        written meanwhile holds rank 0's weights without the sum in flight). Default: on
+        with 2 ranks, where it keeps the scores and hides the all-reduce's latency; off with
+        more, where it lost the model with 8 (``benchmarks/RESULTS.md``).
     cbow_alpha : float
         CBOW with several ranks trains at this times the learning rates (start and end;
         skip-gram at the rates given). At the one-process rates, 2 and 4 ranks lost 0.03-0.04
@@ -97,7 +94,7 @@ class SyncPolicy:
     saturation: float | None = None
     frequent: float = 8.0
     rare_every: int | None = None
-    overlap: bool = False
+    overlap: bool | None = None
     cbow_alpha: float = 1.3
 
     def __post_init__(self) -> None:
@@ -125,7 +122,14 @@ class SyncPolicy:
         saturation = self.saturation or 512 / world
         longest = max(1, RARE_WORDS // int(every_words)).bit_length() - 1
         rare_every = self.rare_every or (1 << longest if world <= 2 else 1)
-        return replace(self, every_words=every_words, saturation=saturation, rare_every=rare_every)
+        overlap = world <= 2 if self.overlap is None else self.overlap
+        return replace(
+            self,
+            every_words=every_words,
+            saturation=saturation,
+            rare_every=rare_every,
+            overlap=overlap,
+        )
 
 
 @dataclass
