@@ -35,7 +35,7 @@
 // several parts, each part trains its own copies of the kHotNodes most used Huffman nodes
 // (every path starts at the root, so every center of every part writes them, and their cache
 // lines would move between the cores at each center) and adds what it changed to the shared
-// rows every kMergeEvery centers and at its end (see HotNodes); a single part trains syn1
+// rows every merge_every(parts) centers and at its end (see HotNodes); a single part trains syn1
 // itself.
 //
 // Safety: every id, offset, cum_table entry and Huffman entry is checked once at entry and
@@ -770,7 +770,20 @@ constexpr int64_t kPrefetchAhead = 2;
 
 // Hot Huffman nodes per part: at most kHotNodes rows and kHotValues floats per copy. Measured
 // on 33k words (op alone, 2 threads): SG-HS 1.56x, CBOW-HS 1.32x the words/s of shared rows.
-constexpr int64_t kHotNodes = 256, kHotValues = int64_t(1) << 16, kMergeEvery = 256;
+constexpr int64_t kHotNodes = 256, kHotValues = int64_t(1) << 16;
+
+// Centers a part trains between two merges of its hot nodes: kMergeCenters / (parts - 1)
+// within [kMergeEveryMin, kMergeCenters], so that the other parts train about kMergeCenters
+// centers that a part's copies do not see (as many as 256 did with 9 parts). A merge moves
+// every hot row between the cores twice (merged, then copied again); with 2 parts, merging
+// every 2,048 centers instead of 256 trained 1.20x the words/s of CBOW-HS and 1.05x of SG-HS
+// (op alone, AVX-512), with the same scores (benchmarks/RESULTS.md).
+constexpr int64_t kMergeCenters = 2048, kMergeEveryMin = 256;
+
+inline int64_t merge_every(int64_t parts) {
+  return std::clamp<int64_t>(kMergeCenters / std::max<int64_t>(1, parts - 1), kMergeEveryMin,
+                             kMergeCenters);
+}
 
 // A part's own copies of the syn1 rows of nodes [first, vocab): the nodes built last by
 // word2vec.c's Huffman tree, the heaviest, the root first (with any other table, only slower).
@@ -828,8 +841,8 @@ struct HotNodes {
 
 // The hot nodes a part copies: none with one part (or without HS), else as many of the
 // kHotNodes as kHotValues floats hold.
-inline int64_t hot_node_count(const Problem& p, bool shared_syn1) {
-  if (!p.hs || !shared_syn1) return 0;
+inline int64_t hot_node_count(const Problem& p, int64_t parts) {
+  if (!p.hs || parts < 2) return 0;
   return std::min({kHotNodes, p.vocab, std::max<int64_t>(1, kHotValues / p.dim)});
 }
 
@@ -1055,7 +1068,7 @@ double scratch_values(const Problem& p, int64_t longest) {
 // their own random stream, with copies of the hot Huffman nodes if other parts share syn1.
 // Stops early when a score is not finite (out->diverged) or when another part sets p.stop.
 void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_lo, int64_t sent_hi,
-                int64_t longest, uint64_t seed, bool shared_syn1, Totals* out) {
+                int64_t longest, uint64_t seed, int64_t parts, Totals* out) {
   const int64_t d = p.dim, W = p.window, K = p.negative;
   const int64_t tok_lo = p.offsets[sent_lo], tok_hi = p.offsets[sent_hi];
   const double span = tok_hi > tok_lo ? double(tok_hi - tok_lo) : 1.0;
@@ -1070,7 +1083,8 @@ void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_l
   std::vector<float*> in_rows(contexts);
   Targets targets(max_targets(p));
   Scratch scratch(p.sg ? contexts : 1, max_targets(p), d);
-  HotNodes hot(p, hot_node_count(p, shared_syn1));
+  HotNodes hot(p, hot_node_count(p, parts));
+  const int64_t centers_per_merge = merge_every(parts);
   int64_t since_merge = 0;
   Totals t;
 
@@ -1119,7 +1133,7 @@ void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_l
         p.stop->store(true, std::memory_order_relaxed);
         break;
       }
-      if (++since_merge == kMergeEvery) {
+      if (++since_merge == centers_per_merge) {
         hot.merge();
         since_merge = 0;
       }
@@ -1306,7 +1320,7 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
   auto run_part = [&](int64_t w) {
     try {
       train_part(p, negatives.get(), bounds[w], bounds[w + 1], longest[w],
-                 splitmix64(base + uint64_t(w)), nw > 1, &totals[w]);
+                 splitmix64(base + uint64_t(w)), nw, &totals[w]);
     } catch (...) {  // an exception leaving a thread would terminate the process
       errors[w] = std::current_exception();
       stop = true;
