@@ -26,7 +26,7 @@ from .compare import compare, figure_class, format_table, plot, usable_cores, wr
 from .distributed import SyncPolicy, is_writer, launched_by_torchrun, local_world_size
 from .evaluation import check_files, evaluate, format_scores, to_json
 from .export import load_word2vec_format, save_word2vec_format
-from .synchronizer import SYNC_MODES
+from .synchronizer import PAIR_WORDS, RANK_WORDS, SYNC_MODES
 from .word2vec import Word2Vec
 
 PROG = "torchw2v"
@@ -166,7 +166,8 @@ def build_parser() -> Parser:
         type=int,
         metavar="N",
         help="under torchrun: words (all processes together) between synchronisations of "
-        "the processes' weights (65536 with 2 processes, 2048 per process with more)",
+        f"the processes' weights ({PAIR_WORDS} with 2 processes, {RANK_WORDS} per process "
+        "with more)",
     )
     train.add_argument(
         "-sync-mode",
