@@ -284,6 +284,8 @@ def test_an_empty_vocabulary_is_gensims_error_and_ours(small_corpus):
             make(small_corpus[:5], min_count=10**6)
     with pytest.raises(EmptyVocabularyError):
         make().build_vocab([])
+    with pytest.raises(EmptyVocabularyError, match="max_vocab_size=2 pruned every word"):
+        make(max_vocab_size=2).build_vocab([[f"a{i}", f"b{i}", f"c{i}"] for i in range(9)])
 
 
 def test_vectors_alone_cannot_train_or_predict(small_corpus, tmp_path):

@@ -182,6 +182,19 @@ def test_negative_cum_table_draws_follow_unigram_power():
     assert np.allclose(observed, expected, atol=0.005)
 
 
+@pytest.mark.parametrize("exponent", [1e6, 500.0, -1e6])
+def test_negative_cum_table_huge_exponent_favours_one_end(exponent):
+    # count**exponent overflows a double; the shares are still count**exponent's: all of
+    # them to the most frequent words (the rarest, below zero), equal among ties
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        table = negative_cum_table(COUNTS, exponent)
+    shares = np.diff(table.astype(np.int64), prepend=0)
+    favoured = COUNTS == (COUNTS.max() if exponent > 0 else COUNTS.min())
+    assert table[-1] == CUM_TABLE_DOMAIN
+    assert np.all(shares[~favoured] == 0)
+    assert np.ptp(shares[favoured]) <= 1
+
+
 def test_negative_cum_table_domain_and_empty():
     assert negative_cum_table(np.array([3, 1]), 1.0, domain=400).tolist() == [300, 400]
     empty = negative_cum_table(np.zeros(0, dtype=np.int64), 0.75)

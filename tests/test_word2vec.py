@@ -151,6 +151,12 @@ def test_save_into_missing_folder(trained, tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+def test_save_onto_a_folder(trained, tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        trained.save(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
 def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         torchw2v.Word2Vec.load(tmp_path / "nope.npz", device="cpu")

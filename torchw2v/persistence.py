@@ -30,6 +30,8 @@ def write_model(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.nda
     ------
     FileNotFoundError
         The folder of a local ``path`` does not exist.
+    IsADirectoryError
+        A local ``path`` is a folder.
     """
     header = {"format": FORMAT, "version": FORMAT_VERSION, **meta}
     payload = {"meta": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays}
@@ -51,12 +53,19 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     ------
     FileNotFoundError
         The folder of a local ``path`` does not exist.
+    IsADirectoryError
+        A local ``path`` is a folder.
     """
     path = str(path)
     if "://" in path:
         with smart_open(path, "wb") as out:
             yield out
         return
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"cannot save to {path!r}: it is a folder; pass a file path, e.g. "
+            f"{os.path.join(path, 'word2vec.model')!r}"
+        )
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save to {path!r}: folder {folder!r} does not exist")

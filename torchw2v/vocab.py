@@ -179,7 +179,12 @@ def negative_cum_table(
     """
     if len(counts) == 0:
         return np.zeros(0, dtype=np.uint32)
-    cumulative = np.cumsum(counts.astype(np.float64) ** float(ns_exponent))
+    with np.errstate(over="ignore"):
+        weights = counts.astype(np.float64) ** float(ns_exponent)
+    if not np.isfinite(weights.sum()):  # a huge exponent: the same shares, from logarithms
+        logs = float(ns_exponent) * np.log(counts.astype(np.float64))
+        weights = np.exp(logs - logs.max())
+    cumulative = np.cumsum(weights)
     return np.round(cumulative / cumulative[-1] * domain).astype(np.uint32)
 
 

@@ -114,12 +114,26 @@ def counted_vocabulary(
             sorted_vocab=bool(model.sorted_vocab),
         )
     if not len(vocab) and not dry_run:
-        raise EmptyVocabularyError(
-            f"the vocabulary is empty: none of the {len(words)} distinct words of the "
-            f"corpus ({int(counts.sum())} tokens) occurs min_count="
-            f"{vocab.effective_min_count} times; lower min_count or train on more text"
-        )
+        raise EmptyVocabularyError(empty_vocabulary_message(model, words, counts, vocab))
     return vocab
+
+
+def empty_vocabulary_message(
+    model: Any, words: list[str], counts: np.ndarray, vocab: Vocabulary
+) -> str:
+    """Why no word of the scanned counts made the vocabulary, and what to change."""
+    tokens = max(int(counts.sum()), int(getattr(model, "corpus_total_words", 0) or 0))
+    if tokens and not words and model.max_vocab_size:
+        return (
+            f"the vocabulary is empty: max_vocab_size={model.max_vocab_size} pruned every "
+            f"word of the corpus ({tokens} tokens) while scanning it; raise max_vocab_size "
+            "or leave it None"
+        )
+    return (
+        f"the vocabulary is empty: none of the {len(words)} distinct words of the corpus "
+        f"({tokens} tokens) occurs min_count={vocab.effective_min_count} times; lower "
+        "min_count or train on more text"
+    )
 
 
 def install(model: Any, vocab: Vocabulary, update: bool = False) -> None:
