@@ -1,15 +1,18 @@
-"""Run the compiled op's tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+"""Run the compiled ops' tests under AddressSanitizer and UndefinedBehaviorSanitizer.
 
-Builds ``torchw2v/engines/csrc/word2vec_cpu.cpp`` (or ``--source``) with
-``-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all
--fno-omit-frame-pointer -O1 -g -D_GLIBCXX_ASSERTIONS`` under its own extension name in its own
-directory (``build/sanitize_op``, never torch's extension cache), loads it, so that
-``torch.ops.torchw2v.train_chunk`` is the sanitized op, then runs against it:
+Builds ``torchw2v/engines/csrc/word2vec_cpu.cpp`` (or ``--source``) and the corpus reader's
+``corpus_cpu.cpp`` with ``-fsanitize=address,undefined,float-cast-overflow
+-fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g -D_GLIBCXX_ASSERTIONS`` under their
+own extension names in their own directory (``build/sanitize_op``, never torch's extension
+cache), loads them, so that ``torch.ops.torchw2v.train_chunk`` and the reader's ops are the
+sanitized ones, then runs against them:
 
 1. ``tests/test_op_fuzz.py`` with ``--examples`` hypothesis examples per test, and
    ``tests/test_engine_compiled.py`` (every kernel against its NumPy replay) and the engine
    contract suite's torch and compiled cases (``tests/test_engine_contract.py``);
-2. issue 14's public-API reproductions (a divergent alpha, ``window=10**9``, ``alpha=1`` with
+2. the corpus reader's tests (``tests/test_corpus_scan.py``, random text and byte ranges
+   against the Python reader, ``tests/test_corpus_stream.py``, ``tests/test_corpus.py``);
+3. issue 14's public-API reproductions (a divergent alpha, ``window=10**9``, ``alpha=1`` with
    ``vector_size=1``, CBOW with ``window=1000``, ``alpha=100`` with every objective) and
    ``--trials`` random legal settings: each must end in finite vectors or the
    FloatingPointError.
@@ -46,6 +49,7 @@ from common import machine, publish  # noqa: E402
 SANITIZE = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all"]
 CFLAGS = [*SANITIZE, "-fno-omit-frame-pointer", "-O1", "-g", "-D_GLIBCXX_ASSERTIONS"]
 EXTENSION_NAME = "torchw2v_cpu_sanitized"
+CORPUS_EXTENSION_NAME = "torchw2v_corpus_sanitized"
 ASAN_OPTIONS = "detect_leaks=0:abort_on_error=1"
 REPORT = re.compile(r"AddressSanitizer:|runtime error:")
 UBSAN_OPTIONS = "halt_on_error=1:print_stacktrace=1"
@@ -103,24 +107,27 @@ def run_child(argv: list[str]) -> tuple[int, str]:
     return child.wait(), "".join(lines)
 
 
-def load_sanitized_op(source: Path, build_dir: Path) -> None:
-    """Build (or reuse) the sanitized op in ``build_dir`` and register it in this process."""
+def load_sanitized_ops(source: Path, build_dir: Path) -> None:
+    """Build (or reuse) the sanitized ops in ``build_dir`` and register them in this process."""
     from torch.utils import cpp_extension
 
+    from torchw2v import corpus_compiled
     from torchw2v.engines import compiled
 
     os.environ.pop("LD_PRELOAD")  # the compiler runs uninstrumented; this process keeps it
-    build_dir.mkdir(parents=True, exist_ok=True)
     flags = [f for f in compiled._cflags() if not f.startswith("-O")] + CFLAGS
-    cpp_extension.load(
-        name=EXTENSION_NAME,
-        sources=[str(source)],
-        extra_cflags=flags,
-        extra_ldflags=SANITIZE,
-        build_directory=str(build_dir),
-        is_python_module=False,
-    )
-    compiled.load_op()  # the registered op: the sanitized one
+    for name, path in ((EXTENSION_NAME, source), (CORPUS_EXTENSION_NAME, corpus_compiled.SOURCE)):
+        (build_dir / name).mkdir(parents=True, exist_ok=True)
+        cpp_extension.load(
+            name=name,
+            sources=[str(path)],
+            extra_cflags=flags,
+            extra_ldflags=SANITIZE,
+            build_directory=str(build_dir / name),
+            is_python_module=False,
+        )
+    compiled.load_op()  # the registered ops: the sanitized ones
+    assert corpus_compiled.is_available()
 
 
 def reproductions(trials: int) -> list[tuple[str, dict]]:
@@ -203,12 +210,15 @@ def child(args: argparse.Namespace) -> int:
     """In the sanitized process: build, load, test, reproduce; print SUMMARY lines."""
     import pytest
 
-    load_sanitized_op(args.source, args.build_dir)
+    load_sanitized_ops(args.source, args.build_dir)
     os.environ["TORCHW2V_FUZZ_EXAMPLES"] = str(args.examples)
     tests = [
         "tests/test_op_fuzz.py",
         "tests/test_engine_compiled.py",
         "tests/test_engine_contract.py",
+        "tests/test_corpus_scan.py",
+        "tests/test_corpus_stream.py",
+        "tests/test_corpus.py",
     ]
     outcomes = Outcomes()
     options = ["-q", "-p", "no:cacheprovider", "--capture=sys", "-k", "not triton"]
@@ -226,13 +236,15 @@ def child(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace, argv: list[str], summary: list[str], seconds: float) -> str:
     command = shlex.join(["python", "benchmarks/sanitize_op.py", *argv])
     lines = "\n".join(f"- {line}" for line in summary)
-    return f"""## The compiled op under AddressSanitizer and UndefinedBehaviorSanitizer
+    return f"""## The compiled ops under AddressSanitizer and UndefinedBehaviorSanitizer
 
-`benchmarks/sanitize_op.py` builds the op as `{EXTENSION_NAME}` in `build/sanitize_op` with
-the op's flags but `-O3`, and `{" ".join(CFLAGS)}`; it runs in a child process with libasan and
-libstdc++ preloaded, `ASAN_OPTIONS={ASAN_OPTIONS}`, `UBSAN_OPTIONS={UBSAN_OPTIONS}`: the op's
-fuzz tests with {args.examples} examples each, its NumPy-replay tests, and issue 14's public-API
-reproductions with {args.trials} random legal settings.
+`benchmarks/sanitize_op.py` builds the training op and the corpus reader as
+`{EXTENSION_NAME}` and `{CORPUS_EXTENSION_NAME}` in `build/sanitize_op` with the ops' flags but
+`-O3`, and `{" ".join(CFLAGS)}`; it runs in a child process with libasan and libstdc++
+preloaded, `ASAN_OPTIONS={ASAN_OPTIONS}`, `UBSAN_OPTIONS={UBSAN_OPTIONS}`: the op's fuzz tests
+with {args.examples} examples each, its NumPy-replay tests, the corpus reader's tests (random
+text and byte ranges against the Python reader), and issue 14's public-API reproductions with
+{args.trials} random legal settings.
 
 ```
 {command}

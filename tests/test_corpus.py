@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import re
+import tracemalloc
 
 import gensim
 import numpy as np
@@ -265,37 +266,76 @@ def long_line(tmp_path):
     return write_lines(tmp_path / "long.txt", [tokens, ["w1", "w2", "w3"]]), tokens
 
 
-def test_long_line_is_one_sentence(long_line):
-    path, tokens = long_line
+LINE_SENTENCE_CASES = {
+    "long line": None,  # the long_line fixture
+    "exactly 10,000 and 20,000 tokens": [["w"] * 10_000, ["v"] * 20_000, ["u"]],
+    "empty and blank lines": "a b\n\n \t \n\nc\n\n",
+    "no newline at the end": "a b\nc d e",
+    "unicode spaces": "a\u00a0b\u2028c\x85d \u3000 e\x1cf\n\u2028\n",
+}
+
+
+@pytest.mark.parametrize("case", LINE_SENTENCE_CASES)
+@pytest.mark.parametrize("piece_bytes", [None, 1, 7, 1000])
+def test_a_file_reads_as_gensims_line_sentence(case, piece_bytes, long_line, tmp_path, monkeypatch):
+    """Lines cut every 10,000 tokens, lines without tokens skipped, whatever the pieces a long
+    line is read in; the compiled reader's sentences are the same."""
+    content = LINE_SENTENCE_CASES[case]
+    if content is None:
+        path = long_line[0]
+    elif isinstance(content, str):
+        path = tmp_path / "c.txt"
+        path.write_text(content, encoding="utf-8")
+    else:
+        path = write_lines(tmp_path / "c.txt", content)
+    if piece_bytes:
+        monkeypatch.setattr(torchw2v.corpus, "PIECE_BYTES", piece_bytes)
+    expected = list(LineSentence(str(path)))
+    assert list(CorpusFile(path)) == expected
     scanned = scan(CorpusFile(path))
-    assert (scanned.sentences, scanned.raw_words) == (2, LONG + 3)
-    for words in (list(CorpusFile(path)), CorpusFile(path)):  # the Python and compiled readers
-        encoded = encode(words, {w: i for i, w in enumerate(scanned.words)})
-        ids, offsets = whole(encoded)
-        assert offsets.tolist() == [0, LONG, LONG + 3]
-        assert [scanned.words[i] for i in ids[:LONG]] == tokens
+    assert scanned.sentences == len(expected)
+    vocabulary = {w: i for i, w in enumerate(scanned.words)}
+    ids, offsets = whole(encode(CorpusFile(path), vocabulary))  # the compiled reader
+    assert np.diff(offsets).tolist() == [len(s) for s in expected]
+    assert [scanned.words[i] for i in ids] == [w for s in expected for w in s]
+
+
+def test_a_byte_range_of_a_long_line_file(long_line, monkeypatch):
+    """A shard starting inside a long line skips that line a piece at a time."""
+    path, tokens = long_line
+    monkeypatch.setattr(torchw2v.corpus, "PIECE_BYTES", 100)
+    assert list(CorpusFile(path, 5)) == [["w1", "w2", "w3"]]
+    assert list(CorpusFile(path, 0, 5)) == [tokens[:10_000], tokens[10_000:]]
+
+
+def test_a_one_line_corpus_is_read_a_piece_at_a_time(tmp_path):
+    """text8 is one line of 17M tokens: held whole as str tokens, it would take ~1 GB."""
+    path = tmp_path / "one_line.txt"
+    path.write_text(" ".join(f"w{i % 5000}" for i in range(2_000_000)), encoding="utf-8")
+    tracemalloc.start()
+    try:
+        sentences = sum(1 for _ in CorpusFile(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sentences == 200
+    assert peak < 40 << 20, f"peak {peak >> 20} MiB of Python objects"  # the line: ~130 MiB
 
 
 def test_word_after_position_10000_is_counted(long_line):
     path, _ = long_line
     model = ours(min_count=5)
     model.build_vocab(corpus_file=path)
+    reference = theirs(min_count=5)
+    reference.build_vocab(corpus_file=str(path))
     assert model.wv.get_vecattr("tailword", "count") == 6
-    assert model.corpus_count == 2
-    assert model.corpus_total_words == LONG + 3
+    assert model.corpus_count == reference.corpus_count == 3  # the line is two sentences
+    assert model.corpus_total_words == reference.corpus_total_words == LONG + 3
 
 
-def test_gensims_line_sentence_cuts_long_lines(long_line):
-    """The behaviour torchw2v differs from: LineSentence splits a line every 10,000 tokens."""
-    path, tokens = long_line
-    pieces = list(LineSentence(str(path)))
-    assert [len(p) for p in pieces] == [10_000, LONG - 10_000, 3]
-    assert "tailword" not in pieces[0]
-    assert list(CorpusFile(path))[0] == tokens
-
-
-def test_long_sentence_is_trained_whole(long_line):
-    """A word seen only after token 10,000 of a sentence gets trained; gensim drops it."""
+def test_long_sentence_is_trained_to_its_end(long_line):
+    """A word seen only after token 10,000 of a sentence gets trained (the sentence is cut
+    into two); gensim drops it."""
     _, tokens = long_line
     corpus = [tokens]
     settings = {"vector_size": 8, "min_count": 5, "sample": 0, "epochs": 1, "seed": 3}

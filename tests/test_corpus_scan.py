@@ -181,17 +181,17 @@ def test_random_text_and_ranges_read_as_python_reads_them(tmp_path_factory, piec
     found = corpus_compiled.count_words(str(path), ranges, workers)
     expected = python_scan(path)
     expected_ids, expected_offsets = whole(encode(list(CorpusFile(path)), index_of(expected.words)))
-    assert (found.words, found.counts.tolist(), found.lines, found.tokens) == (
+    assert (found.words, found.counts.tolist(), found.sentences, found.tokens) == (
         expected.words,
         expected.counts.tolist(),
         expected.sentences,
         expected.raw_words,
     )
     index = corpus_compiled.WordIndex(expected.words)
-    ids, offsets, lines, tokens, bad = corpus_compiled.encode_words(
+    ids, offsets, sentences, tokens, bad = corpus_compiled.encode_words(
         str(path), ranges, index, workers
     )
-    assert (ids.tolist(), offsets.tolist(), lines, tokens, bad) == (
+    assert (ids.tolist(), offsets.tolist(), sentences, tokens, bad) == (
         expected_ids.tolist(),
         expected_offsets.tolist(),
         expected.sentences,
@@ -231,10 +231,10 @@ def test_one_byte_ranges_give_the_whole_file(ragged):
     size = ragged.stat().st_size
     whole = corpus_compiled.count_words(str(ragged), [(0, size)], 1)
     found = corpus_compiled.count_words(str(ragged), [(b, b + 1) for b in range(size)], 3)
-    assert (found.words, found.counts.tolist(), found.lines) == (
+    assert (found.words, found.counts.tolist(), found.sentences) == (
         whole.words,
         whole.counts.tolist(),
-        whole.lines,
+        whole.sentences,
     )
 
 

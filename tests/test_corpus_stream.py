@@ -54,19 +54,24 @@ def test_streamed_chunks_are_the_held_corpus_chunks(
     path = tmp_path_factory.mktemp("stream") / "corpus.txt"
     path.write_text("".join(" ".join(line) + "\n" for line in lines), encoding="utf-8")
     vocabulary = {"a": 0, "cc": 1, "é": 2, "b": 3}  # "out" is dropped: sentences of no id
-    ids = np.array([vocabulary[w] for line in lines for w in line if w in vocabulary], np.int32)
-    lengths = [sum(w in vocabulary for w in line) for line in lines]
-    offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))
-    bounds, done, chunks = held_plan(ids, offsets, chunk_words)
     saved = corpus.BLOCK_BYTES, corpus.BLOCK_WORDS
     corpus.BLOCK_BYTES, corpus.BLOCK_WORDS = block_bytes, block_words
-    try:
-        for sentences in (CorpusFile(path), lines):  # the compiled reader, then Python
+    try:  # the compiled reader (a file skips empty lines, as LineSentence does), then Python
+        for sentences, held in (
+            (CorpusFile(path), [line for line in lines if line]),
+            (lines, lines),
+        ):
+            ids = np.array(
+                [vocabulary[w] for line in held for w in line if w in vocabulary], np.int32
+            )
+            lengths = [sum(w in vocabulary for w in line) for line in held]
+            offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))
+            bounds, done, chunks = held_plan(ids, offsets, chunk_words)
             streamed = encode(sentences, vocabulary, workers, chunk_words)
             assert (streamed.tokens, streamed.sentences, streamed.raw_words) == (
                 ids.size,
-                len(lines),
-                sum(map(len, lines)),
+                len(held),
+                sum(map(len, held)),
             )
             planned_bounds, planned_done = streamed.plan(chunk_words)
             assert planned_bounds.tolist() == bounds.tolist()

@@ -36,11 +36,26 @@ from . import corpus_compiled
 logger = logging.getLogger(__name__)
 
 
-class CorpusFile:
-    """Sentences of a LineSentence-format file: one sentence per line, tokens split on whitespace.
+MAX_SENTENCE_TOKENS = 10000
+"""The most tokens of a sentence read from a file: longer lines are cut into sentences of this
+many tokens, as gensim's ``LineSentence`` and ``corpus_file`` cut them (gensim's
+``MAX_WORDS_IN_BATCH``)."""
 
-    Unlike gensim's ``LineSentence`` it never cuts a long line: a sentence of any length is
-    trained whole. Paths go through smart-open, so ``.gz``, ``.bz2`` and remote URIs work.
+PIECE_BYTES = 1 << 20
+"""A line is read at most about this many bytes at a time (cut at whitespace), so that a corpus
+written on one line (``text8``) is never held whole."""
+
+_ASCII_SPACES = tuple(bytes([c]) for c in b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")
+"""The bytes that ``str.split()`` splits at and that never occur inside a UTF-8 character."""
+
+
+class CorpusFile:
+    """Sentences of a LineSentence-format file, as gensim's ``LineSentence`` reads them.
+
+    One sentence per line, tokens split on whitespace; a line of more than
+    :data:`MAX_SENTENCE_TOKENS` tokens is cut into sentences of that many, and a line without
+    tokens is skipped. A long line is read a piece at a time: memory does not grow with it.
+    Paths go through smart-open, so ``.gz``, ``.bz2`` and remote URIs work.
 
     Parameters
     ----------
@@ -56,28 +71,65 @@ class CorpusFile:
         self.start, self.end = start, end
 
     def __iter__(self) -> Iterator[list[str]]:
+        tokens: list[str] = []  # of the current line, not yet yielded
         try:
-            with smart_open(self.path, "rb") as lines:
-                for line in self._lines(lines):
-                    yield to_unicode(line).split()
+            with smart_open(self.path, "rb") as stream:
+                for piece, line_ends in self._pieces(stream):
+                    if line_ends and not tokens:  # a whole line: most of them
+                        tokens = piece.decode("utf-8").split()
+                        if len(tokens) <= MAX_SENTENCE_TOKENS:
+                            if tokens:
+                                yield tokens
+                            tokens = []
+                            continue
+                    else:
+                        tokens += piece.decode("utf-8").split()
+                    while len(tokens) >= MAX_SENTENCE_TOKENS:
+                        yield tokens[:MAX_SENTENCE_TOKENS]
+                        tokens = tokens[MAX_SENTENCE_TOKENS:]
+                    if line_ends and tokens:
+                        yield tokens
+                        tokens = []
         except UnicodeDecodeError as err:
             raise _not_utf8(self.path, err) from None
 
-    def _lines(self, stream: IO[bytes]) -> Iterator[bytes]:
-        """The lines of ``stream`` that start in the byte range (all of them by default)."""
-        if not self.start and self.end is None:
-            yield from stream
-            return
+    def _pieces(self, stream: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+        """The lines of ``stream`` that start in the byte range (all of them by default), in
+        pieces of about :data:`PIECE_BYTES` cut after whitespace: ``(piece, whether it ends
+        its line)``."""
         position, end = self.start, math.inf if self.end is None else self.end
         if self.start:
             stream.seek(self.start - 1)
-            position += len(stream.readline()) - 1  # the rest of a line begun before start
-        while position < end and (line := stream.readline()):
-            position += len(line)
-            yield line
+            position += _skip_line(stream) - 1  # the rest of a line begun before start
+        carried, in_line = b"", False  # carried: a token cut by the last read
+        while in_line or position < end:
+            piece = stream.readline(PIECE_BYTES)
+            position += len(piece)
+            if not piece:  # the end of the file
+                if in_line:
+                    yield carried, True
+                return
+            piece = carried + piece
+            if piece.endswith(b"\n"):
+                carried, in_line = b"", False
+                yield piece, True
+            else:  # a line longer than PIECE_BYTES, or the last one without a newline
+                cut = max(piece.rfind(space) for space in _ASCII_SPACES) + 1
+                piece, carried, in_line = piece[:cut], piece[cut:], True
+                yield piece, False
 
     def __repr__(self) -> str:
         return f"CorpusFile({self.path!r})"
+
+
+def _skip_line(stream: IO[bytes]) -> int:
+    """Read ``stream`` to the end of its current line, a piece at a time; the bytes read."""
+    skipped = 0
+    while piece := stream.readline(PIECE_BYTES):
+        skipped += len(piece)
+        if piece.endswith(b"\n"):
+            break
+    return skipped
 
 
 def _not_utf8(path: str, err: UnicodeDecodeError) -> ValueError:
@@ -260,7 +312,9 @@ class FileBlocks:
 
 class SentenceBlocks:
     """A restartable iterable of token lists, encoded in Python about ``BLOCK_WORDS`` tokens
-    at a time; words outside ``key_to_index`` are dropped. Iterating reads the corpus again.
+    at a time; words outside ``key_to_index`` are dropped, and a sentence of more than
+    :data:`MAX_SENTENCE_TOKENS` tokens is cut into sentences of that many (gensim trains only
+    its first ones). Iterating reads the corpus again.
 
     Raises
     ------
@@ -285,6 +339,10 @@ class SentenceBlocks:
                 raise token_error(sentence, number) from None
             raw_words += len(encoded)
             ids.extend(encoded)
+            # a long sentence is trained as pieces of MAX_SENTENCE_TOKENS (gensim drops the rest)
+            offsets.extend(
+                range(len(ids) - len(encoded) + MAX_SENTENCE_TOKENS, len(ids), MAX_SENTENCE_TOKENS)
+            )
             offsets.append(len(ids))
             if len(ids) >= BLOCK_WORDS:
                 yield _known(ids, offsets, raw_words)
@@ -445,7 +503,7 @@ def scan_counts(
     scanned = ScannedCorpus(
         found.words,
         found.counts,
-        found.lines,
+        found.sentences,
         found.tokens,
         (found.first_line, found.first_position),
     )

@@ -4,9 +4,11 @@ Three ops from ``engines/csrc/corpus_cpu.cpp``, built on first use and cached li
 training op (see :mod:`torchw2v.engines.compiled`), read a LineSentence file on ``workers``
 threads, each taking byte ranges of the file in turn: ``count_words`` counts the distinct
 words with their first occurrences, ``encode_words`` turns the tokens into vocabulary ids.
-Lines and tokens are exactly :class:`torchw2v.corpus.CorpusFile`'s (strict UTF-8, split on
-the whitespace of ``str.split()``); memory grows with the vocabulary and, when encoding,
-with the 4 bytes of each kept token, never with the text itself.
+Lines, sentences and tokens are exactly :class:`torchw2v.corpus.CorpusFile`'s (strict UTF-8,
+split on the whitespace of ``str.split()``, lines cut into sentences of at most
+:data:`torchw2v.corpus.MAX_SENTENCE_TOKENS` tokens, lines without tokens skipped); memory
+grows with the vocabulary and, when encoding, with the 4 bytes of each kept token, never with
+the text itself.
 
 The ops run in a helper thread with the GIL released; meanwhile the calling thread shows a
 tqdm bar over bytes on an interactive terminal, or else logs gensim-style progress lines.
@@ -107,8 +109,8 @@ class FileCounts:
     first_line, first_position : numpy.ndarray
         ``(W,)`` int64: the byte offset of the line where each word first occurs, and its
         token index in that line.
-    lines, tokens : int
-        Lines (sentences, empty ones included) and tokens read.
+    sentences, tokens : int
+        Sentences and tokens read.
     bad_line : int
         Byte offset of the first line that is not UTF-8, or -1; when set, the rest is
         meaningless.
@@ -118,7 +120,7 @@ class FileCounts:
     counts: np.ndarray
     first_line: np.ndarray
     first_position: np.ndarray
-    lines: int
+    sentences: int
     tokens: int
     bad_line: int
 
@@ -156,13 +158,13 @@ def count_words(
         "collecting words",
         progress_per,
     )
-    lines, tokens, bad_line = totals.tolist()
+    sentences, tokens, bad_line = totals.tolist()
     return FileCounts(
         _decode_words(words),
         counts.numpy(),
         first_line.numpy(),
         first_position.numpy(),
-        lines,
+        sentences,
         tokens,
         bad_line,
     )
@@ -204,7 +206,7 @@ def encode_words(
     -------
     (numpy.ndarray, numpy.ndarray, int, int, int)
         ``(N,)`` int32 ids of the tokens in ``index`` (the others dropped), ``(S + 1,)``
-        int64 sentence offsets into them from 0, then lines, tokens read, and the byte
+        int64 sentence offsets into them from 0, then sentences, tokens read, and the byte
         offset of the first line that is not UTF-8 or -1 (as :class:`FileCounts`).
     """
     starts, ends = _bounds(ranges)
@@ -219,8 +221,8 @@ def encode_words(
         ids, offsets, totals = _run_reporting(run, workers, total_bytes, "reading corpus", None)
     else:
         ids, offsets, totals = run(_control(workers))
-    lines, tokens, bad_line = totals.tolist()
-    return ids.numpy(), offsets.numpy(), lines, tokens, bad_line
+    sentences, tokens, bad_line = totals.tolist()
+    return ids.numpy(), offsets.numpy(), sentences, tokens, bad_line
 
 
 def _bounds(ranges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -292,15 +294,15 @@ def _report(
     shown, next_log = 0, progress_per
     while thread.is_alive():
         thread.join(0.1 if interactive else 1.0)
-        done, lines, tokens = control[1:].view(-1, 3).sum(0).tolist()
+        done, sentences, tokens = control[1:].view(-1, 3).sum(0).tolist()
         if interactive:
             bar.update(done - shown)
             shown = done
-        elif progress_per and lines >= next_log and thread.is_alive():
+        elif progress_per and sentences >= next_log and thread.is_alive():
             logger.info(
                 "PROGRESS: at sentence #%i, processed %i words, %.0f%% of the bytes",
-                lines,
+                sentences,
                 tokens,
                 100 * done / max(total_bytes, 1),
             )
-            next_log = (lines // progress_per + 1) * progress_per
+            next_log = (sentences // progress_per + 1) * progress_per

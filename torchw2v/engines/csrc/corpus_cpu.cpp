@@ -1,9 +1,11 @@
 // torchw2v compiled corpus reader: word counts and word ids of a plain LineSentence file,
 // read by byte ranges on several threads.
 //
-// Lines and ranges are torchw2v.corpus.CorpusFile's: a line ends at '\n' (or at the end of the
-// file) and belongs to the range [start, end) that holds its first byte, so ranges that tile a
-// file read every line once. Tokens are Python's `line.decode("utf-8").split()`: the line must
+// Lines, sentences and ranges are torchw2v.corpus.CorpusFile's: a line ends at '\n' (or at the
+// end of the file) and belongs to the range [start, end) that holds its first byte, so ranges
+// that tile a file read every line once. A line's tokens make sentences of at most
+// kMaxSentence tokens (gensim's LineSentence cuts lines so); a line without tokens makes none.
+// Tokens are Python's `line.decode("utf-8").split()`: the line must
 // be well-formed UTF-8 (Python's strict decoder: no overlong forms, surrogates or code points
 // above U+10FFFF) and tokens are separated by the 29 characters str.split() treats as
 // whitespace (ByteClasses and is_space below; tests/test_corpus_scan.py checks them against
@@ -16,18 +18,18 @@
 //     -> (words, counts, first_line, first_position, totals)
 //     Distinct words of all ranges in order of first occurrence, as UTF-8 bytes each followed
 //     by '\n' (uint8); their int64 counts; where each first occurs: the byte offset of its line
-//     and its token index in that line; totals = (lines, tokens, offset of the first line that
-//     is not UTF-8 or -1). Each range is counted on its own, then the ranges are merged in
+//     and its token index in that line; totals = (sentences, tokens, offset of the first line
+//     that is not UTF-8 or -1). Each range is counted on its own, then the ranges are merged in
 //     order, so the result does not depend on the number of threads.
 //   word_index(words) -> index
 //     A hash table (int64) over a vocabulary given as '\n'-terminated UTF-8 words, id = rank.
 //   encode_words(path, starts, ends, words, index, workers, control) -> (ids, offsets, totals)
-//     The ranges' tokens as int32 ids (words outside the vocabulary dropped), int64 line
+//     The ranges' tokens as int32 ids (words outside the vocabulary dropped), int64 sentence
 //     offsets into ids from 0 (CSR), totals as for count_words. Memory: 4 bytes per kept token
-//     and 8 per line, plus one block per range; one call can encode any bounded range.
+//     and 8 per sentence, plus one block per range; one call can encode any bounded range.
 // Ranges are handed to `workers` threads in order. `control` is an int64 tensor of
 // 1 + 3 * workers entries: control[0] != 0 asks the threads to stop (the result is then
-// meaningless); each thread t publishes bytes, lines and tokens read at control[1 + 3t ...].
+// meaningless); each thread t publishes bytes, sentences and tokens read at control[1 + 3t ...].
 // The file is memory-mapped; pages already read are released as a range goes, so the
 // resident memory does not grow with the file. (A file truncated while it is read ends the
 // process with SIGBUS, as with any mapped file.)
@@ -364,13 +366,13 @@ class MappedFile {
 
 // What one thread has read so far, published for the Python side's progress bar.
 struct Progress {
-  int64_t* slots;  // bytes, lines, tokens
+  int64_t* slots;  // bytes, sentences, tokens
   const int64_t* stop;
-  int64_t bytes = 0, lines = 0, tokens = 0;
+  int64_t bytes = 0, sentences = 0, tokens = 0;
 
   void publish() const {
     __atomic_store_n(&slots[0], bytes, __ATOMIC_RELAXED);
-    __atomic_store_n(&slots[1], lines, __ATOMIC_RELAXED);
+    __atomic_store_n(&slots[1], sentences, __ATOMIC_RELAXED);
     __atomic_store_n(&slots[2], tokens, __ATOMIC_RELAXED);
   }
   bool stopped() const { return __atomic_load_n(stop, __ATOMIC_RELAXED) != 0; }
@@ -378,9 +380,13 @@ struct Progress {
 
 constexpr int64_t kReleaseEvery = int64_t(1) << 22;  // bytes read between page releases
 
+// The most tokens of a sentence: gensim's MAX_WORDS_IN_BATCH, at which its LineSentence cuts.
+constexpr int64_t kMaxSentence = 10000;
+
 // Read the lines whose first byte lies in [start, end): visitor.token(key, line, position) for
-// every token, visitor.line_end() after every line. Tokens are handed over in batches, each
-// announced first by visitor.prefetch(key), so that their table slots load in parallel.
+// every token (position: its index in the line), visitor.sentence_end() after every sentence.
+// Tokens are handed over in batches, each announced first by visitor.prefetch(key), so that
+// their table slots load in parallel.
 // Returns -1, or the offset of the first line that is not UTF-8 (reading stops there).
 template <class Visitor>
 int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& visitor,
@@ -405,6 +411,13 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
   auto flush = [&] {
     for (int i = 0; i < pending; ++i) visitor.token(batch[i].key, batch[i].line, batch[i].position);
     pending = 0;
+  };
+  auto end_sentence = [&](int64_t tokens) {
+    flush();
+    visitor.sentence_end();
+    progress.sentences += 1;
+    progress.tokens += tokens;
+    progress.publish();
   };
   while (pos < end) {
     const int64_t line = pos;
@@ -444,13 +457,18 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
       batch[pending] = {make_key(word, size_t(p - word), eof), line, position++};
       visitor.prefetch(batch[pending].key);
       if (++pending == kBatch) flush();
+      if (position % kMaxSentence == 0) {  // within a long line: stop and release as below
+        end_sentence(kMaxSentence);
+        if (progress.stopped()) return -1;
+        if (p - base - released >= kReleaseEvery) {
+          file.release(released, p - base);
+          released = p - base;
+        }
+      }
     }
     pos = p == eof ? size : p - base + 1;
-    flush();
-    visitor.line_end();
+    if (position % kMaxSentence) end_sentence(position % kMaxSentence);
     progress.bytes += pos - line;
-    progress.lines += 1;
-    progress.tokens += position;
     progress.publish();
     if (progress.stopped()) return -1;
     if (pos - released >= kReleaseEvery) {
@@ -526,7 +544,7 @@ struct Counter {
   WordTable table;
   void prefetch(const Key& k) const { table.prefetch(k); }
   void token(const Key& k, int64_t line, int64_t position) { table.count(k, 1, line, position); }
-  void line_end() {}
+  void sentence_end() {}
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> count_words(
@@ -549,15 +567,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> count_wor
     for (int64_t w = 0; w < local.size(); ++w)
       merged.count(local.key(w), counts[w], local.first_lines()[w], local.first_positions()[w]);
   }
-  int64_t lines = 0, tokens = 0;
-  for (const Progress& p : progress) lines += p.lines, tokens += p.tokens;
+  int64_t sentences = 0, tokens = 0;
+  for (const Progress& p : progress) sentences += p.sentences, tokens += p.tokens;
 
   const std::string& arena = merged.arena();
   at::Tensor words =
       at::detail::empty_cpu({int64_t(arena.size())}, at::kByte, false, std::nullopt);
-  std::memcpy(words.data_ptr<uint8_t>(), arena.data(), arena.size());
+  if (!arena.empty())  // an empty tensor's data is null, which memcpy may not take
+    std::memcpy(words.data_ptr<uint8_t>(), arena.data(), arena.size());
   return {words, int64_tensor(merged.counts()), int64_tensor(merged.first_lines()),
-          int64_tensor(merged.first_positions()), int64_tensor({lines, tokens, first_bad_line(bad)})};
+          int64_tensor(merged.first_positions()), int64_tensor({sentences, tokens, first_bad_line(bad)})};
 }
 
 // ------------------------------------------------------------------ word_index
@@ -651,13 +670,13 @@ class Sink {
 struct Encoder {
   const TableView* index;
   Sink<int32_t> ids;
-  Sink<int64_t> ends;  // per line: ids kept so far in this range
+  Sink<int64_t> ends;  // per sentence: ids kept so far in this range
   void prefetch(const Key& k) const { index->prefetch(k); }
   void token(const Key& k, int64_t, int64_t) {
     const Slot* slot = index->find(k);
     if (slot->word != 0) ids.push(int32_t(slot->word - 1));
   }
-  void line_end() { ends.push(ids.size()); }
+  void sentence_end() { ends.push(ids.size()); }
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> encode_words(
@@ -677,24 +696,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> encode_words(
     bad[r] = read_range(file, starts[r], ends[r], encoders[r], progress[t]);
   });
 
-  int64_t kept = 0, lines = 0, tokens = 0;
-  for (const Encoder& e : encoders) kept += e.ids.size(), lines += e.ends.size();
+  int64_t kept = 0, sentences = 0, tokens = 0;
+  for (const Encoder& e : encoders) kept += e.ids.size(), sentences += e.ends.size();
   for (const Progress& p : progress) tokens += p.tokens;
   at::Tensor ids = at::detail::empty_cpu({kept}, at::kInt, false, std::nullopt);
-  at::Tensor offsets = at::detail::empty_cpu({lines + 1}, at::kLong, false, std::nullopt);
+  at::Tensor offsets = at::detail::empty_cpu({sentences + 1}, at::kLong, false, std::nullopt);
   int32_t* id_out = ids.data_ptr<int32_t>();
   int64_t* offset_out = offsets.data_ptr<int64_t>();
   *offset_out++ = 0;
   int64_t before = 0;
   for (Encoder& e : encoders) {
-    const int64_t range_ids = e.ids.size(), range_lines = e.ends.size();
+    const int64_t range_ids = e.ids.size(), range_sentences = e.ends.size();
     e.ids.drain(id_out, 0);
     e.ends.drain(offset_out, before);
     id_out += range_ids;
-    offset_out += range_lines;
+    offset_out += range_sentences;
     before += range_ids;
   }
-  return {ids, offsets, int64_tensor({lines, tokens, first_bad_line(bad)})};
+  return {ids, offsets, int64_tensor({sentences, tokens, first_bad_line(bad)})};
 }
 
 }  // namespace
