@@ -109,6 +109,32 @@ def test_checkpoint_of_another_run_is_refused(small_corpus, tmp_path):
         other.train(small_corpus, total_examples=1, epochs=2, checkpoint=path)
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda meta, arrays: meta["checkpoint"].update(stats=[1]), "corrupted .*delete it"),
+        (lambda meta, arrays: meta["checkpoint"].pop("epoch"), "corrupted .*delete it"),
+        (lambda meta, arrays: meta.update(checkpoint=3), "another training run"),
+        (lambda meta, arrays: meta.update(state=[]), "malformed or unknown state"),
+        (lambda meta, arrays: arrays.update(vectors=arrays["vectors"][:-1]), "another training"),
+    ],
+    ids=["stats", "no epoch", "mark", "state", "vectors"],
+)
+def test_garbled_checkpoint_is_refused_and_changes_nothing(small_corpus, tmp_path, change, message):
+    path = tmp_path / "ck.npz"
+    crashed = fresh(small_corpus, callbacks=[Crash(at=1)])
+    with pytest.raises(KeyboardInterrupt):
+        crashed.train(small_corpus, total_examples=1, epochs=2, checkpoint=path, checkpoint_every=0)
+    meta, arrays = persistence.read_model(path)
+    change(meta, arrays)
+    persistence.write_model(path, meta, arrays)
+    model = fresh(small_corpus)
+    before = model.wv.vectors.copy(), model.train_count
+    with pytest.raises(ValueError, match=message):
+        model.train(small_corpus, total_examples=1, epochs=2, checkpoint=path)
+    assert np.array_equal(model.wv.vectors, before[0]) and model.train_count == before[1]
+
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys

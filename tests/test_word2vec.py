@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -198,6 +199,42 @@ def test_load_npy_file(tmp_path):
     path = tmp_path / "array.npy"
     np.save(path, np.arange(10))
     with pytest.raises(ValueError, match="torchw2v model"):
+        torchw2v.Word2Vec.load(path, device="cpu")
+
+
+def rewritten(path, tmp_path, meta=None, arrays=None):
+    """A copy of the model file at ``path`` with its metadata or arrays edited."""
+    with np.load(path) as npz:
+        contents = {name: npz[name] for name in npz.files}
+    info = json.loads(contents.pop("meta").tobytes())
+    info = meta(info) if meta else info
+    contents = arrays(contents) if arrays else contents
+    out = tmp_path / "edited.npz"
+    np.savez(out, meta=np.frombuffer(json.dumps(info).encode(), np.uint8), **contents)
+    return out
+
+
+def edit(changes):
+    return lambda info: {**info, **changes}
+
+
+@pytest.mark.parametrize(
+    "meta, arrays, message",
+    [
+        (edit({"state": None}), None, "malformed or unknown state"),
+        (edit({"state": {"train": 1}}), None, "unknown state 'train'"),
+        (edit({"words": 7}), None, "malformed or unknown words"),
+        (lambda info: {**info, "words": [1] * len(info["words"])}, None, "not all strings"),
+        (None, lambda a: {k: v for k, v in a.items() if k != "syn1neg"}, "has no syn1neg array"),
+        (None, lambda a: {**a, "vectors": a["vectors"] * np.nan}, "vectors holds NaN"),
+        (None, lambda a: {**a, "vectors_lockf": a["vectors_lockf"] * np.inf}, "lockf holds NaN"),
+    ],
+    ids=["state", "state name", "words", "word types", "missing array", "nan", "inf lockf"],
+)
+def test_load_garbled_model_file(trained, tmp_path, meta, arrays, message):
+    trained.save(tmp_path / "model.npz")
+    path = rewritten(tmp_path / "model.npz", tmp_path, meta, arrays)
+    with pytest.raises(ValueError, match=message):
         torchw2v.Word2Vec.load(path, device="cpu")
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import persistence, weights
@@ -43,30 +44,45 @@ def resume(
     Raises
     ------
     ValueError
-        The checkpoint was written by another run (vocabulary, settings, schedule, corpus).
+        The checkpoint was written by another run (vocabulary, settings, schedule, corpus),
+        or is corrupted.
     """
     if not persistence.exists(path):
         return None
     meta, arrays = persistence.read_model(path)
+    weights.check_metadata(meta, f"checkpoint {str(path)!r}")
     mark = meta.get("checkpoint")
-    expected = run_key(model, schedule, corpus)
-    if mark is None or meta["words"] != model.wv.index_to_key or mark["key"] != expected:
+    shapes = {name: tensor.shape for name, tensor in tensors(model)}
+    if (
+        not isinstance(mark, dict)
+        or meta["words"] != model.wv.index_to_key
+        or mark.get("key") != run_key(model, schedule, corpus)
+        or any(arrays.get(name, np.zeros(0)).shape != shape for name, shape in shapes.items())
+    ):
         raise ValueError(
             f"checkpoint {str(path)!r} was written by another training run (other "
             "vocabulary, corpus, settings or schedule); delete it to start afresh, or "
             "pass another checkpoint path"
         )
+    try:
+        position = Position(int(mark["epoch"]), int(mark["chunk"]), ChunkStats(**mark["stats"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupted ({type(err).__name__}: {err}); delete it "
+            "to start afresh"
+        ) from None
     for name, value in meta["state"].items():
         setattr(model, name, value)
-    for name, tensor in (
-        ("vectors", model._syn0),
-        ("syn1neg", model._syn1neg),
-        ("syn1", model._syn1),
-    ):
+    for name, tensor in tensors(model):
         tensor.copy_(torch.from_numpy(arrays[name]))
     weights.sync_to_host(model)
-    logger.info("resuming from %s at epoch %i, chunk %i", path, mark["epoch"], mark["chunk"])
-    return Position(mark["epoch"], mark["chunk"], ChunkStats(**mark["stats"]))
+    logger.info("resuming from %s at epoch %i, chunk %i", path, position.epoch, position.chunk)
+    return position
+
+
+def tensors(model: Any) -> tuple[tuple[str, torch.Tensor], ...]:
+    """The trained tensors of ``model`` by their names in a model file."""
+    return (("vectors", model._syn0), ("syn1neg", model._syn1neg), ("syn1", model._syn1))
 
 
 class Checkpointer:

@@ -235,25 +235,40 @@ def from_state(
     Raises
     ------
     ValueError
-        An array's shape does not fit the vocabulary and settings; the message names
-        ``source``.
+        The metadata is malformed, an array is missing, its shape does not fit the vocabulary
+        and settings, or a weight is NaN or infinite; the message names ``source``.
     """
+    check_metadata(meta, source)
     model = cls(**meta["settings"], device=device)
     for name, value in meta["state"].items():
         setattr(model, name, value)
     words, size = meta["words"], model.vector_size
+    arrays.setdefault("syn1", np.zeros((0, size), np.float32))  # files from before HS
+    arrays.setdefault("vectors_lockf", np.ones(1, dtype=np.float32))
     expected = {
         "vectors": (len(words), size),
         "syn1neg": (len(words) if model.negative else 0, size),
         "syn1": (len(words) if model.hs else 0, size),
         "counts": (len(words),),
         "sample_int": (len(words),),
+        "cum_table": None,
+        "vectors_lockf": None,
     }
     for name, shape in expected.items():
-        if arrays[name].shape != shape:
+        if name not in arrays:
+            raise ValueError(
+                f"{source} is incomplete: it has no {name} array; save the model again"
+            )
+        if shape is not None and arrays[name].shape != shape:
             raise ValueError(
                 f"{source} is inconsistent: {name} has shape {arrays[name].shape}, "
                 f"expected {shape} for {len(words)} words of {size} dimensions"
+            )
+    for name in ("vectors", "syn1neg", "syn1", "vectors_lockf"):
+        if not np.isfinite(arrays[name]).all():
+            raise ValueError(
+                f"{source} is corrupted: {name} holds NaN or infinite values (saved from a run "
+                "that diverged?); train a new model, with a lower alpha if training diverged"
             )
     model.wv.vectors = np.ascontiguousarray(arrays["vectors"], dtype=np.float32)
     model.wv.vectors_lockf = np.ascontiguousarray(arrays["vectors_lockf"], dtype=np.float32)
@@ -263,6 +278,27 @@ def from_state(
     model.cum_table = np.asarray(arrays["cum_table"], dtype=np.uint32)
     bind_tensors(model)
     return model
+
+
+def check_metadata(meta: Any, source: str) -> None:
+    """Refuse metadata that :func:`state` cannot have written.
+
+    Raises
+    ------
+    ValueError
+        Naming ``source`` and the part that is malformed.
+    """
+    parts = {"settings": dict, "state": dict, "words": list}
+    bad = [name for name, kind in parts.items() if not isinstance(meta.get(name), kind)]
+    if not bad:
+        bad = [f"state {name!r}" for name in meta["state"] if name not in STATE]
+    if not bad and not all(isinstance(word, str) for word in meta["words"]):
+        bad = ["words (not all strings)"]
+    if bad:
+        raise ValueError(
+            f"{source} is not a readable torchw2v model file: its metadata has a malformed or "
+            f"unknown {', '.join(bad)}; it may be corrupted: save the model again"
+        )
 
 
 def load(cls: type, fname: str | Path, device: str | torch.device | None, **kwargs: Any) -> Any:
@@ -276,8 +312,6 @@ def load(cls: type, fname: str | Path, device: str | torch.device | None, **kwar
             )
         return from_gensim(cls, model, device)
     meta, arrays = persistence.read_model(fname)
-    arrays.setdefault("syn1", np.zeros((0, meta["settings"]["vector_size"]), np.float32))
-    arrays.setdefault("vectors_lockf", np.ones(1, dtype=np.float32))
     return from_state(cls, meta, arrays, device, repr(str(fname)))
 
 
