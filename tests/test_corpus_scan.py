@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import torchw2v
-from torchw2v import corpus_compiled
+from torchw2v import corpus, corpus_compiled
 from torchw2v.corpus import CorpusFile, encode, scan, scan_counts
 from torchw2v.distributed import merge_vocabularies, vocabulary_part
 
@@ -265,8 +265,13 @@ def test_shards_counted_by_the_compiled_reader_merge_into_the_whole(ragged, worl
 # ---------------------------------------------------------------- errors
 
 
+@pytest.mark.parametrize("piece_bytes", [None, 3])  # lines read whole, or in pieces
 @pytest.mark.parametrize("name", sorted(NOT_UTF8))
-def test_text_that_is_not_utf8_raises_the_python_readers_error(tmp_path, name):
+def test_text_that_is_not_utf8_raises_the_python_readers_error(
+    tmp_path, name, piece_bytes, monkeypatch
+):
+    if piece_bytes:
+        monkeypatch.setattr(corpus, "PIECE_BYTES", piece_bytes)
     path = write(tmp_path, NOT_UTF8[name])
     with pytest.raises(ValueError) as python_error:
         python_scan(path)

@@ -27,7 +27,7 @@ from types import GeneratorType
 from typing import IO, NoReturn, TypeVar
 
 import numpy as np
-from gensim.utils import keep_vocab_item, to_unicode
+from gensim.utils import keep_vocab_item
 from smart_open import open as smart_open
 from smart_open.compression import get_supported_extensions
 
@@ -138,13 +138,8 @@ def _not_utf8(path: str, err: UnicodeDecodeError) -> ValueError:
 
 def _raise_not_utf8(path: str, offset: int) -> NoReturn:
     """Raise the Python reader's error for the line at byte ``offset``, which is not UTF-8."""
-    with open(path, "rb") as stream:
-        stream.seek(offset)
-        line = stream.readline()
-    try:
-        to_unicode(line)
-    except UnicodeDecodeError as err:
-        raise _not_utf8(path, err) from None
+    for _ in CorpusFile(path, offset, offset + 1):  # raises the error, a piece at a time
+        pass
     raise RuntimeError(f"corpus_file {path!r} changed while it was read")
 
 
