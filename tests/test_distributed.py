@@ -464,9 +464,11 @@ def test_a_dead_rank_stops_the_other_with_a_clear_error_and_training_resumes(
     assert np.array_equal(np.load(tmp_path / "file0.npy"), np.load(tmp_path / "file1.npy"))
 
 
-def test_torchrun_command_line_writes_the_vectors_once(wiki_head, tmp_path, child_env):
+@pytest.mark.parametrize("lines", ["many", "one"])  # one: rank 1's byte range starts no line
+def test_torchrun_command_line_writes_the_vectors_once(wiki_head, tmp_path, child_env, lines):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(line) for line in wiki_head[:1000]) + "\n")
+    separator = "\n" if lines == "many" else " "
+    corpus.write_text(separator.join(" ".join(line) for line in wiki_head[:1000]) + "\n")
     vectors = tmp_path / "vectors.txt"
     done = subprocess.run(
         [

@@ -229,6 +229,10 @@ class Cluster(OneProcess):
 
     # ------------------------------------------------------------------ training
 
+    def total(self, count: int) -> int:
+        """``count`` added up over the ranks (each rank passes its own)."""
+        return count if self.world == 1 else int(self._sum(np.array([count]))[0])
+
     def seed(self, seed: int) -> int:
         """This rank's engine seed: distinct random streams on every rank."""
         return seed + self.rank * 2**32

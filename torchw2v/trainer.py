@@ -234,6 +234,10 @@ class OneProcess:
         """The whole corpus's raw vocabulary, sentences and raw words: this rank's."""
         return scanned, scanned.sentences, scanned.raw_words
 
+    def total(self, count: int) -> int:
+        """``count`` added up over the ranks: this rank's."""
+        return count
+
     def seed(self, seed: int) -> int:
         """This rank's engine seed."""
         return seed

@@ -456,7 +456,7 @@ class Word2Vec(GensimInterop):
         if callbacks:
             self.callbacks = check_callbacks(callbacks)
         corpus = self._encoded(corpus_iterable, corpus_file)
-        if not corpus.tokens:
+        if not self._cluster.total(corpus.tokens):  # a rank's shard alone may hold none
             raise ValueError("no word of the training corpus is in the vocabulary")
 
         schedule = Schedule(epochs, start_alpha, end_alpha)
