@@ -349,3 +349,42 @@ def _compiled_available() -> bool:
     from torchw2v.engines import compiled
 
     return compiled.is_available()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gensim's, for init_sims and others
+def test_gensims_other_public_methods_work_as_in_gensim(small_corpus):
+    """init_sims, init_weights, seeded_vector, make_cum_table, create_binary_tree and
+    add_lifecycle_event, which gensim 3 scripts and gensim's docs call."""
+    settings = {"min_count": 5, "hs": 1, "negative": 5, "vector_size": 16, "seed": 3}
+    ours = make(small_corpus, **settings)
+    theirs = gensim.models.Word2Vec(small_corpus, workers=1, **settings)
+    assert np.array_equal(ours.seeded_vector("abc", 8), theirs.seeded_vector("abc", 8))
+
+    def codes(model):
+        return [code.tolist() for code in model.wv.expandos["code"]]
+
+    table, before = ours.cum_table.copy(), codes(ours)
+    ours.wv.expandos["count"][:2] = ours.wv.expandos["count"][1::-1]  # swap two counts
+    theirs.wv.expandos["count"][:2] = theirs.wv.expandos["count"][1::-1]
+    for model in (ours, theirs):
+        model.make_cum_table()
+        model.create_binary_tree()
+    assert np.array_equal(ours.cum_table, theirs.cum_table) and not np.array_equal(
+        ours.cum_table, table
+    )
+    assert codes(ours) == codes(theirs) != before
+
+    ours.init_sims(replace=True)
+    assert np.allclose(np.linalg.norm(ours.wv.vectors, axis=1), 1, atol=1e-5)
+    assert np.array_equal(ours._syn0.numpy(), ours.wv.vectors)  # the trained vectors themselves
+
+    ours.init_weights()
+    untrained = gensim.models.Word2Vec(workers=1, **settings)
+    untrained.build_vocab(small_corpus)
+    assert np.array_equal(ours.wv.vectors, untrained.wv.vectors)  # gensim's seeded vectors
+    assert not ours.syn1neg.any() and not ours.syn1.any()
+    ours.train(small_corpus, total_examples=ours.corpus_count, epochs=1)  # and it trains on
+    assert ours.syn1neg.any()
+
+    ours.add_lifecycle_event("tested", note="here")
+    assert ours.lifecycle_events[-1]["event"] == "tested"

@@ -19,13 +19,14 @@ import torch
 from gensim.models import KeyedVectors
 from gensim.models import Word2Vec as GensimWord2Vec
 from gensim.models.word2vec import _assign_binary_codes
-from gensim.utils import call_on_class_only
+from gensim.utils import SaveLoad, call_on_class_only
 
 from . import persistence, safe_pickle
 from .objective import SkipGramNS
 from .sanity import check_training_state
 from .settings import SETTINGS, STATE, plain
 from .vocab import (
+    CUM_TABLE_DOMAIN,
     EmptyVocabularyError,
     Vocabulary,
     build_vocabulary,
@@ -468,6 +469,37 @@ class GensimInterop:
     def estimate_memory(self, vocab_size: int | None = None, report: dict | None = None) -> dict:
         """Bytes the vocabulary and weights need, as gensim estimates them."""
         return GensimWord2Vec.estimate_memory(self, vocab_size, report)
+
+    def init_sims(self, replace: bool = False) -> None:
+        """Precompute the L2 norms (gensim's obsolete method, run as is); with ``replace=True``
+        the trained vectors themselves become unit length, as in gensim."""
+        sync_to_host(self)
+        self.wv.init_sims(replace=replace)
+        if replace and self.device.type != "cpu":
+            self._syn0.copy_(torch.from_numpy(self.wv.vectors))
+
+    def init_weights(self) -> None:
+        """Start all weights afresh (gensim's seeded input vectors, zero output vectors),
+        keeping the vocabulary, as gensim's docstring says (gensim's own keeps the input
+        vectors it has)."""
+        install(self, vocabulary(self))
+
+    def seeded_vector(self, seed_string: str, vector_size: int) -> np.ndarray:
+        """gensim's deterministic random vector for ``seed_string``."""
+        return GensimWord2Vec.seeded_vector(self, seed_string, vector_size)
+
+    def make_cum_table(self, domain: int = CUM_TABLE_DOMAIN) -> None:
+        """Rebuild the negative-sampling table from the vocabulary's counts (gensim's method)."""
+        counts = self.wv.expandos["count"].astype(np.int64)
+        self.cum_table = negative_cum_table(counts, self.ns_exponent, domain)
+
+    def create_binary_tree(self) -> None:
+        """Rebuild the Huffman codes of the vocabulary from its counts (gensim's method)."""
+        _assign_binary_codes(self.wv)
+
+    def add_lifecycle_event(self, event_name: str, log_level: int = logging.INFO, **event: Any):
+        """Record an event in ``lifecycle_events`` and log it (gensim's method)."""
+        return SaveLoad.add_lifecycle_event(self, event_name, log_level, **event)
 
     def reset_from(self, other_model: Any) -> None:
         """Take the vocabulary of ``other_model`` (torchw2v or gensim) and start new weights."""
