@@ -188,15 +188,16 @@ def test_random_text_and_ranges_read_as_python_reads_them(tmp_path_factory, piec
         expected.raw_words,
     )
     index = corpus_compiled.WordIndex(expected.words)
-    ids, offsets, sentences, tokens, bad = corpus_compiled.encode_words(
+    ids, offsets, sentences, tokens, bad, cut = corpus_compiled.encode_words(
         str(path), ranges, index, workers
     )
-    assert (ids.tolist(), offsets.tolist(), sentences, tokens, bad) == (
+    assert (ids.tolist(), offsets.tolist(), sentences, tokens, bad, cut) == (
         expected_ids.tolist(),
         expected_offsets.tolist(),
         expected.sentences,
         expected.raw_words,
         -1,
+        None,
     )
 
 

@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from encoded import whole
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from smart_open import open as smart_open
@@ -17,6 +18,7 @@ from smart_open import open as smart_open
 import torchw2v
 from torchw2v import corpus, corpus_compiled, trainer
 from torchw2v.corpus import CorpusFile, encode
+from torchw2v.corpus_compiled import WordIndex
 
 pytestmark = pytest.mark.skipif(
     not corpus_compiled.is_available(), reason="the compiled corpus reader does not build here"
@@ -79,6 +81,37 @@ def test_streamed_chunks_are_the_held_corpus_chunks(
             assert chunk_lists(streamed.chunks(bounds)) == chunk_lists(chunks)
     finally:
         corpus.BLOCK_BYTES, corpus.BLOCK_WORDS = saved
+
+
+@pytest.fixture(scope="module")
+def long_lines(tmp_path_factory):
+    """Lines of up to 31,234 tokens (three cut into several sentences), short and empty ones."""
+    rng = np.random.default_rng(5)
+    words = np.array(["a", "b", "cc", "é", "out", "ddd"])
+    lengths = [25_000, 3, 0, 10_000, 31_234, 1, 20_000]
+    lines = [" ".join(words[rng.integers(0, len(words), n)]) for n in lengths]
+    path = tmp_path_factory.mktemp("long") / "corpus.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")  # the last line without a newline
+    return path
+
+
+@pytest.mark.parametrize("block_bytes", [64, 777, 20_000, 1 << 20])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_long_line_is_encoded_a_block_at_a_time(long_lines, block_bytes, workers, monkeypatch):
+    """Blocks cut long lines between sentences, so no block holds much more than its bytes;
+    the ids and sentences are the Python reader's, for the whole file and for shards."""
+    monkeypatch.setattr(corpus, "BLOCK_BYTES", block_bytes)
+    vocabulary = {"a": 0, "cc": 1, "é": 2, "b": 3, "ddd": 4}
+    size = long_lines.stat().st_size
+    for start, end in [(0, None), (0, size // 3), (size // 3, 2 * size // 3), (size // 2, None)]:
+        shard = CorpusFile(long_lines, start, end)
+        blocks = list(
+            corpus.FileBlocks(str(long_lines), WordIndex(vocabulary), (start, end or size), workers)
+        )
+        assert max(ids.size for ids, _, _ in blocks) <= block_bytes // 2 + 10_001
+        held = whole(encode(list(shard), vocabulary))
+        streamed = whole(encode(shard, vocabulary, workers))
+        assert [a.tolist() for a in streamed] == [a.tolist() for a in held]
 
 
 def test_a_file_changed_between_passes_is_an_error(tmp_path):

@@ -281,7 +281,8 @@ def read_ahead(items: Iterable[T]) -> Iterator[T]:
 
 class FileBlocks:
     """The lines of a byte range of a plain local file, encoded by the compiled reader on
-    ``workers`` threads, ``BLOCK_BYTES`` at a time. Iterating reads the file again."""
+    ``workers`` threads, ``BLOCK_BYTES`` at a time (a longer line too: it is cut between two
+    of its sentences). Iterating reads the file again."""
 
     def __init__(
         self, path: str, index: corpus_compiled.WordIndex, span: tuple[int, int], workers: int
@@ -290,19 +291,26 @@ class FileBlocks:
         self.what = f"corpus_file {path!r}"
 
     def __iter__(self) -> Iterator[Block]:
-        first, end = self.span
-        for begin in range(first, end, BLOCK_BYTES):
-            yield self.encode(begin, min(begin + BLOCK_BYTES, end))
+        begin, end = self.span
+        cut = None  # where the last block cut a line, which this one reads on
+        while begin < end or cut:
+            ids, offsets, raw_words, cut = self.encode(begin, min(begin + BLOCK_BYTES, end), cut)
+            yield ids, offsets, raw_words
+            begin = cut[0] if cut else begin + BLOCK_BYTES
 
-    def encode(self, begin: int, end: int) -> Block:
-        """The lines that start in ``[begin, end)``."""
-        ranges = corpus_compiled.split_range(begin, end, self.workers)
-        ids, offsets, _, raw_words, bad_line = corpus_compiled.encode_words(
-            self.path, ranges, self.index, self.workers, report=False
+    def encode(
+        self, begin: int, end: int, cut: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int] | None]:
+        """The rest of the line ``cut`` at ``begin`` (if given), then the lines that start
+        in ``[begin, end)``, a line going on past ``begin + BLOCK_BYTES`` cut at a sentence
+        end there: ids, offsets, raw words and the new cut (or None)."""
+        ranges = corpus_compiled.split_range(begin, max(begin, end), self.workers)
+        ids, offsets, _, raw_words, bad_line, cut = corpus_compiled.encode_words(
+            self.path, ranges, self.index, self.workers, False, cut, begin + BLOCK_BYTES
         )
         if bad_line >= 0:
             _raise_not_utf8(self.path, bad_line)
-        return ids, offsets, raw_words
+        return ids, offsets, raw_words, cut
 
 
 class SentenceBlocks:

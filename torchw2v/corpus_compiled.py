@@ -197,23 +197,41 @@ def encode_words(
     index: WordIndex,
     workers: int,
     report: bool = True,
-) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    resume: tuple[int, int] | None = None,
+    stop_at: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, int, int, tuple[int, int] | None]:
     """The tokens of the lines starting in ``ranges`` of a local file as vocabulary ids.
 
-    With ``report=False`` (a block of a longer read) no progress is shown or logged.
+    With ``report=False`` (a block of a longer read) no progress is shown or logged. A line
+    that goes on past byte ``stop_at`` is cut at its first sentence end at or past it; the
+    next call, with ``resume`` = that cut and its first range starting at the cut, reads on
+    from there (so a line of any length is read a block at a time).
 
     Returns
     -------
-    (numpy.ndarray, numpy.ndarray, int, int, int)
+    (numpy.ndarray, numpy.ndarray, int, int, int, (int, int) or None)
         ``(N,)`` int32 ids of the tokens in ``index`` (the others dropped), ``(S + 1,)``
-        int64 sentence offsets into them from 0, then sentences, tokens read, and the byte
-        offset of the first line that is not UTF-8 or -1 (as :class:`FileCounts`).
+        int64 sentence offsets into them from 0, then sentences, tokens read, the byte
+        offset of the first line that is not UTF-8 or -1 (as :class:`FileCounts`), and the
+        cut: the byte where a line was cut and that line's first byte, or None.
     """
     starts, ends = _bounds(ranges)
+    resume_line = -1
+    if resume is not None:
+        assert starts and starts[0] == resume[0], "the first range starts at the cut"
+        resume_line = resume[1]
 
     def run(control: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return torch.ops.torchw2v.encode_words(
-            path, starts, ends, index.words, index.index, workers, control
+            path,
+            starts,
+            ends,
+            index.words,
+            index.index,
+            workers,
+            control,
+            resume_line,
+            -1 if stop_at is None else stop_at,
         )
 
     if report:
@@ -221,8 +239,9 @@ def encode_words(
         ids, offsets, totals = _run_reporting(run, workers, total_bytes, "reading corpus", None)
     else:
         ids, offsets, totals = run(_control(workers))
-    sentences, tokens, bad_line = totals.tolist()
-    return ids.numpy(), offsets.numpy(), sentences, tokens, bad_line
+    sentences, tokens, bad_line, cut_at, cut_line = totals.tolist()
+    cut = (cut_at, cut_line) if cut_at >= 0 else None
+    return ids.numpy(), offsets.numpy(), sentences, tokens, bad_line, cut
 
 
 def _bounds(ranges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:

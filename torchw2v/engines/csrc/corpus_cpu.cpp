@@ -23,10 +23,15 @@
 //     order, so the result does not depend on the number of threads.
 //   word_index(words) -> index
 //     A hash table (int64) over a vocabulary given as '\n'-terminated UTF-8 words, id = rank.
-//   encode_words(path, starts, ends, words, index, workers, control) -> (ids, offsets, totals)
+//   encode_words(path, starts, ends, words, index, workers, control, resume_line, stop_at)
+//     -> (ids, offsets, totals)
 //     The ranges' tokens as int32 ids (words outside the vocabulary dropped), int64 sentence
-//     offsets into ids from 0 (CSR), totals as for count_words. Memory: 4 bytes per kept token
-//     and 8 per sentence, plus one block per range; one call can encode any bounded range.
+//     offsets into ids from 0 (CSR), totals = count_words's and (cut, cut_line). A line that
+//     goes on past byte stop_at (if >= 0) is cut at its first sentence end at or past it:
+//     cut is the byte there and cut_line the line's first byte (else both -1), and a call with
+//     starts[0] = cut and resume_line = cut_line reads on from there before the lines that
+//     start in its ranges. So consecutive calls read a line of any length a block at a time.
+//     Memory: 4 bytes per kept token and 8 per sentence, plus one block per range.
 // Ranges are handed to `workers` threads in order. `control` is an int64 tensor of
 // 1 + 3 * workers entries: control[0] != 0 asks the threads to stop (the result is then
 // meaningless); each thread t publishes bytes, sentences and tokens read at control[1 + 3t ...].
@@ -383,22 +388,46 @@ constexpr int64_t kReleaseEvery = int64_t(1) << 22;  // bytes read between page 
 // The most tokens of a sentence: gensim's MAX_WORDS_IN_BATCH, at which its LineSentence cuts.
 constexpr int64_t kMaxSentence = 10000;
 
+// The first byte after the '\n' at or after `from` (or the file's size), searched a piece at
+// a time, each piece's pages released: a search through a long line holds none of it.
+inline int64_t after_line(const MappedFile& file, int64_t from) {
+  const uint8_t* base = file.data();
+  for (int64_t at = from; at < file.size(); at += kReleaseEvery) {
+    const int64_t n = std::min(kReleaseEvery, file.size() - at);
+    const void* newline = std::memchr(base + at, '\n', size_t(n));
+    const int64_t end = newline ? static_cast<const uint8_t*>(newline) - base + 1 : at + n;
+    file.release(at, end);
+    if (newline) return end;
+  }
+  return file.size();
+}
+
+// Where read_range stopped inside a line (see encode_words): its byte and the line's first.
+struct Cut {
+  int64_t at = -1, line = -1;
+};
+
 // Read the lines whose first byte lies in [start, end): visitor.token(key, line, position) for
 // every token (position: its index in the line), visitor.sentence_end() after every sentence.
 // Tokens are handed over in batches, each announced first by visitor.prefetch(key), so that
-// their table slots load in parallel.
+// their table slots load in parallel. With resume_line >= 0, start lies inside the line that
+// begins there, just after a sentence's end: that line is read on first. A line that goes on
+// past stop_at >= 0 ends the reading at its first sentence end at or past it (*cut says where).
 // Returns -1, or the offset of the first line that is not UTF-8 (reading stops there).
 template <class Visitor>
 int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& visitor,
-                   Progress& progress) {
+                   Progress& progress, int64_t resume_line = -1, int64_t stop_at = -1,
+                   Cut* cut = nullptr) {
   const uint8_t* base = file.data();
   const int64_t size = file.size();
   end = std::min(end, size);
   int64_t pos = 0;
-  if (start > 0) {  // skip the rest of a line begun before start
+  bool resumed = resume_line >= 0 && start < size;
+  if (resumed) {
+    pos = start;
+  } else if (start > 0) {  // skip the rest of a line begun before start
     if (start - 1 >= size) return -1;
-    const void* newline = std::memchr(base + start - 1, '\n', size_t(size - (start - 1)));
-    pos = newline ? static_cast<const uint8_t*>(newline) - base + 1 : size;
+    pos = after_line(file, start - 1);
   }
   const uint8_t* const eof = base + size;
   int64_t released = pos;
@@ -419,8 +448,9 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
     progress.tokens += tokens;
     progress.publish();
   };
-  while (pos < end) {
-    const int64_t line = pos;
+  while (pos < end || resumed) {
+    const int64_t line = resumed ? resume_line : pos, from = pos;
+    resumed = false;
     const uint8_t* p = base + pos;
     int64_t position = 0;
     for (;;) {
@@ -460,6 +490,13 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
       if (position % kMaxSentence == 0) {  // within a long line: stop and release as below
         end_sentence(kMaxSentence);
         if (progress.stopped()) return -1;
+        if (cut && stop_at >= 0 && p - base >= stop_at) {
+          progress.bytes += p - base - from;
+          progress.publish();
+          file.release(released, p - base);
+          *cut = {p - base, line};
+          return -1;
+        }
         if (p - base - released >= kReleaseEvery) {
           file.release(released, p - base);
           released = p - base;
@@ -468,7 +505,7 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
     }
     pos = p == eof ? size : p - base + 1;
     if (position % kMaxSentence) end_sentence(position % kMaxSentence);
-    progress.bytes += pos - line;
+    progress.bytes += pos - from;
     progress.publish();
     if (progress.stopped()) return -1;
     if (pos - released >= kReleaseEvery) {
@@ -681,8 +718,11 @@ struct Encoder {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> encode_words(
     std::string path, c10::ArrayRef<int64_t> starts, c10::ArrayRef<int64_t> ends,
-    at::Tensor words, at::Tensor index, int64_t workers, at::Tensor control) {
+    at::Tensor words, at::Tensor index, int64_t workers, at::Tensor control, int64_t resume_line,
+    int64_t stop_at) {
   check_ranges(starts, ends, workers);
+  TORCH_CHECK(resume_line < 0 || (!starts.empty() && resume_line <= starts[0]),
+              "resume_line must be -1 or at most starts[0], got ", resume_line);
   const LoadedIndex loaded = load_index(words, index);
   const TableView& view = loaded.view;
   const MappedFile file(path);
@@ -692,9 +732,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> encode_words(
   encoders.reserve(size_t(ranges));
   for (int64_t r = 0; r < ranges; ++r) encoders.push_back(Encoder{&view, {}, {}});
   std::vector<int64_t> bad(static_cast<size_t>(ranges), -1);
+  std::vector<Cut> cuts(static_cast<size_t>(ranges));
   run_parallel(ranges, workers, [&](int64_t t, int64_t r) {
-    bad[r] = read_range(file, starts[r], ends[r], encoders[r], progress[t]);
+    bad[r] = read_range(file, starts[r], ends[r], encoders[r], progress[t],
+                        r == 0 ? resume_line : -1, stop_at, &cuts[r]);
   });
+  Cut cut;  // at most one line, the one that goes on past stop_at, can be cut
+  for (const Cut& c : cuts)
+    if (c.at >= 0) cut = c;
 
   int64_t kept = 0, sentences = 0, tokens = 0;
   for (const Encoder& e : encoders) kept += e.ids.size(), sentences += e.ends.size();
@@ -713,7 +758,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> encode_words(
     offset_out += range_sentences;
     before += range_ids;
   }
-  return {ids, offsets, int64_tensor({sentences, tokens, first_bad_line(bad)})};
+  return {ids, offsets,
+          int64_tensor({sentences, tokens, first_bad_line(bad), cut.at, cut.line})};
 }
 
 }  // namespace
@@ -726,6 +772,7 @@ TORCH_LIBRARY_FRAGMENT(torchw2v, m) {
   m.def("word_index(Tensor words) -> Tensor", &word_index);
   m.def(
       "encode_words(str path, int[] starts, int[] ends, Tensor words, Tensor index, "
-      "int workers, Tensor(a!) control) -> (Tensor, Tensor, Tensor)",
+      "int workers, Tensor(a!) control, int resume_line=-1, int stop_at=-1) "
+      "-> (Tensor, Tensor, Tensor)",
       &encode_words);
 }
