@@ -105,6 +105,8 @@ def test_wiki_trim_rule_matches_gensim(wiki_head, assert_same_vocab, settings):
         {"min_count": 2, "max_vocab_size": 25, "sorted_vocab": 0},
         {"min_count": 1, "max_final_vocab": 50},
         {"min_count": 1, "sample": 20},
+        {"min_count": 2, "null_word": 1},
+        {"min_count": 1, "null_word": 1, "sorted_vocab": 0, "max_final_vocab": 30},
     ],
     ids=str,
 )

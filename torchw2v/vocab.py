@@ -18,6 +18,8 @@ from gensim.utils import keep_vocab_item
 logger = logging.getLogger(__name__)
 
 CUM_TABLE_DOMAIN = 2**31 - 1
+NULL_WORD = "\0"
+"""The pseudo-word gensim adds with ``null_word=1``."""
 
 
 class EmptyVocabularyError(ValueError, RuntimeError):
@@ -66,6 +68,7 @@ def build_vocabulary(
     max_final_vocab: int | None = None,
     trim_rule: Callable | None = None,
     sorted_vocab: bool = True,
+    null_word: bool = False,
 ) -> Vocabulary:
     """Turn raw counts into the training vocabulary, as gensim's ``prepare_vocab`` does.
 
@@ -75,7 +78,7 @@ def build_vocabulary(
         Every distinct word, in order of first occurrence.
     raw_counts : numpy.ndarray
         ``(len(raw_words),)`` counts.
-    min_count, sample, ns_exponent, max_final_vocab, trim_rule, sorted_vocab
+    min_count, sample, ns_exponent, max_final_vocab, trim_rule, sorted_vocab, null_word
         As in :class:`torchw2v.Word2Vec`.
 
     Returns
@@ -85,16 +88,26 @@ def build_vocabulary(
     raw_counts = np.asarray(raw_counts, dtype=np.int64)
     min_count = effective_min_count(raw_counts, min_count, max_final_vocab)
     kept = kept_word_indices(raw_words, raw_counts, min_count, trim_rule)
-    if sorted_vocab:
-        kept = kept[np.lexsort((-np.arange(len(kept)), -raw_counts[kept]))]
-    counts = raw_counts[kept]
+    words, counts = [raw_words[i] for i in kept.tolist()], raw_counts[kept]
+    sample_int = subsample_thresholds(counts, sample)
+    report = prepare_report(len(raw_words), counts, sample)
+    if null_word and NULL_WORD not in words:  # gensim's pseudo-word: count 1, never kept
+        words, counts = [*words, NULL_WORD], np.append(counts, 1)
+        sample_int = np.append(sample_int, np.uint32(0))
+    if sorted_vocab:  # by descending count, ties in reverse (gensim's reversed argsort)
+        order = np.lexsort((-np.arange(len(words)), -counts))
+        words, counts, sample_int = (
+            [words[i] for i in order.tolist()],
+            counts[order],
+            sample_int[order],
+        )
     vocab = Vocabulary(
-        words=[raw_words[i] for i in kept.tolist()],
+        words=words,
         counts=counts,
-        sample_int=subsample_thresholds(counts, sample),
+        sample_int=sample_int,
         cum_table=negative_cum_table(counts, ns_exponent),
         effective_min_count=min_count,
-        report=prepare_report(len(raw_words), counts, sample),
+        report=report,
     )
     logger.info(
         "effective_min_count=%i retains %i unique words (%.2f%% of original %i) "

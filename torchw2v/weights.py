@@ -113,6 +113,7 @@ def counted_vocabulary(
             max_final_vocab=model.max_final_vocab,
             trim_rule=trim_rule,
             sorted_vocab=bool(model.sorted_vocab),
+            null_word=bool(model.null_word),
         )
     if not len(vocab) and not dry_run:
         raise EmptyVocabularyError(empty_vocabulary_message(model, words, counts, vocab))

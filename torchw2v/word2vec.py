@@ -94,9 +94,12 @@ class Word2Vec(GensimInterop):
         Exponent of the unigram distribution negatives are drawn from.
     cbow_mean : {0, 1}
         CBOW only: 1 to average the context vectors, 0 to sum them.
-    hashfxn, null_word
+    hashfxn
         Accepted for gensim compatibility: vectors are initialised from ``seed`` as gensim 4
-        does (``hashfxn`` is unused there too), and no null word is added.
+        does (``hashfxn`` is unused there too).
+    null_word : {0, 1}
+        1 adds gensim's pseudo-word ``"\\0"`` (count 1, never in the corpus)
+        to the vocabulary, as gensim does.
     epochs : int
         Passes over the corpus.
     trim_rule : callable, optional
