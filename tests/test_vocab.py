@@ -8,9 +8,16 @@ import gensim
 import numpy as np
 import pytest
 from gensim.utils import RULE_DEFAULT, RULE_DISCARD, RULE_KEEP
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import torchw2v
-from torchw2v.vocab import CUM_TABLE_DOMAIN, negative_cum_table, subsample_thresholds
+from torchw2v.vocab import (
+    CUM_TABLE_DOMAIN,
+    EmptyVocabularyError,
+    negative_cum_table,
+    subsample_thresholds,
+)
 
 
 def build_both(sentences, trim_rule=None, **settings):
@@ -113,6 +120,49 @@ def test_wiki_trim_rule_matches_gensim(wiki_head, assert_same_vocab, settings):
 def test_synthetic_vocab_matches_gensim(assert_same_vocab, seed, settings):
     ours, theirs = build_both(synthetic_corpus(seed), **settings)
     assert_same_vocab(ours, theirs)
+
+
+WORDS = [f"w{i}" for i in range(40)] + ["é", "日本"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sentences=st.lists(
+        st.lists(st.sampled_from(WORDS), max_size=30) | st.just(["w1"] * 12_000), max_size=40
+    ),
+    vocab_settings=st.fixed_dictionaries(
+        {
+            "min_count": st.sampled_from([1, 2, 5]),
+            "sample": st.sampled_from([0.0, 1e-3, 0.5, 20.0]),
+            "max_final_vocab": st.sampled_from([None, 1, 3, 50]),
+            "sorted_vocab": st.sampled_from([0, 1]),
+            "null_word": st.sampled_from([0, 1]),
+            "max_vocab_size": st.sampled_from([None, 5, 1000]),
+            "hs": st.sampled_from([0, 1]),
+        }
+    ),
+    from_file=st.booleans(),
+)
+def test_random_corpora_and_settings_give_gensims_vocabulary(
+    sentences, vocab_settings, from_file, tmp_path_factory, assert_same_vocab
+):
+    source = {"corpus_iterable": sentences}
+    if from_file:  # read as gensim's LineSentence reads it: long lines cut, empty ones skipped
+        path = tmp_path_factory.mktemp("vocab") / "corpus.txt"
+        path.write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")
+        source = {"corpus_file": str(path)}
+    theirs = gensim.models.Word2Vec(sg=1, workers=1, **vocab_settings)
+    theirs.build_vocab(**source)
+    ours = torchw2v.Word2Vec(sg=1, workers=1, **vocab_settings)
+    if not set(theirs.wv.index_to_key) - {"\0"}:  # gensim goes on with nothing; we say why
+        with pytest.raises(EmptyVocabularyError):
+            ours.build_vocab(**source)
+        return
+    ours.build_vocab(**source)
+    assert_same_vocab(ours, theirs)
+    if vocab_settings["hs"]:
+        codes = [[np.asarray(c).tolist() for c in m.wv.expandos["code"]] for m in (ours, theirs)]
+        assert codes[0] == codes[1]
 
 
 def test_synthetic_trim_rule_with_pruning_matches_gensim(assert_same_vocab):

@@ -91,7 +91,7 @@ def build_vocabulary(
     words, counts = [raw_words[i] for i in kept.tolist()], raw_counts[kept]
     sample_int = subsample_thresholds(counts, sample)
     report = prepare_report(len(raw_words), counts, sample)
-    if null_word and NULL_WORD not in words:  # gensim's pseudo-word: count 1, never kept
+    if null_word and words and NULL_WORD not in words:  # gensim's pseudo-word: count 1
         words, counts = [*words, NULL_WORD], np.append(counts, 1)
         sample_int = np.append(sample_int, np.uint32(0))
     if sorted_vocab:  # by descending count, ties in reverse (gensim's reversed argsort)
