@@ -78,19 +78,35 @@ def test_huffman_tree_is_gensims(small_corpus):
 # ---------------------------------------------------------------- online training
 
 
-def test_online_update_matches_gensims_vocabulary(halves, assert_same_vocab):
+@pytest.mark.parametrize(
+    "settings, update",
+    [({}, {}), ({"max_final_vocab": 400}, {}), ({}, {"min_count": 2})],
+    ids=["min_count", "max_final_vocab", "min_count argument"],
+)
+def test_online_update_matches_gensims_vocabulary(halves, assert_same_vocab, settings, update):
+    """max_final_vocab raises min_count by the new corpus's counts alone, as in gensim."""
     first, second = halves
-    ours = make(first, min_count=5, sg=1)
-    theirs = gensim.models.Word2Vec(first, min_count=5, sg=1, vector_size=32, epochs=1)
+    ours = make(first, min_count=5, sg=1, **settings)
+    theirs = gensim.models.Word2Vec(first, min_count=5, sg=1, vector_size=32, epochs=1, **settings)
     before = {w: ours.wv[w].copy() for w in ours.wv.index_to_key[:50]}
 
-    ours.build_vocab(second, update=True)
-    theirs.build_vocab(second, update=True)
+    ours.build_vocab(second, update=True, **update)
+    theirs.build_vocab(second, update=True, **update)
 
     assert_same_vocab(ours, theirs)
     assert len(ours.wv) > len(before) and ours.wv.vectors.shape == (len(ours.wv), 32)
     for word, vector in before.items():  # known words keep their trained vectors
         np.testing.assert_array_equal(ours.wv[word], vector)
+
+
+def test_build_vocab_passes_min_count_and_sample_on_as_gensim(small_corpus, assert_same_vocab):
+    ours, theirs = make(sg=1), gensim.models.Word2Vec(sg=1, vector_size=32, epochs=1)
+    for model in (ours, theirs):
+        model.build_vocab(small_corpus, min_count=2, sample=1e-2)
+    assert_same_vocab(ours, theirs)
+    assert (ours.min_count, ours.sample) == (theirs.min_count, theirs.sample) == (2, 1e-2)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        make(sg=1).build_vocab(small_corpus, min_cout=2)
 
 
 def test_online_update_trains_new_words(halves):

@@ -206,21 +206,25 @@ def extend_vocabulary(
     raw_words: list[str],
     raw_counts: np.ndarray,
     *,
+    min_count: int,
     sample: float,
     ns_exponent: float,
+    max_final_vocab: int | None = None,
     trim_rule: Callable | None = None,
 ) -> Vocabulary:
     """Add a new corpus's words to ``old``, as gensim's ``build_vocab(update=True)`` does.
 
-    New words passing ``old.effective_min_count`` (or ``trim_rule``) are appended in order of
-    first occurrence; every known word's count grows by its count in the new corpus. Like
-    gensim, the subsampling thresholds of the words kept from the new corpus are recomputed
-    from the new corpus's counts alone; the others keep theirs.
+    The new corpus's words that pass ``min_count`` (raised for ``max_final_vocab`` by the new
+    corpus's counts alone, as gensim does) or ``trim_rule`` are kept: new ones are appended in
+    order of first occurrence, and every known word's count grows by its count in the new
+    corpus. Like gensim, the subsampling thresholds of the kept words are recomputed from the
+    new corpus's counts alone; the others keep theirs.
     """
     raw_counts = np.asarray(raw_counts, dtype=np.int64)
+    min_count = effective_min_count(raw_counts, min_count, max_final_vocab)
     index = {word: i for i, word in enumerate(old.words)}
     remap = np.array([index.get(word, -1) for word in raw_words], dtype=np.int32)
-    kept = kept_word_indices(raw_words, raw_counts, old.effective_min_count, trim_rule)
+    kept = kept_word_indices(raw_words, raw_counts, min_count, trim_rule)
     new = kept[remap[kept] < 0]
     remap[new] = np.arange(len(old), len(old) + len(new), dtype=np.int32)
 
@@ -239,7 +243,7 @@ def extend_vocabulary(
         counts=counts,
         sample_int=sample_int,
         cum_table=negative_cum_table(counts, ns_exponent),
-        effective_min_count=old.effective_min_count,
+        effective_min_count=min_count,
         report=prepare_report(len(raw_words), raw_counts[kept], sample),
     )
     return vocab

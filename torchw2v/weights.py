@@ -89,6 +89,7 @@ def counted_vocabulary(
         No word is kept (unless ``dry_run``).
     """
     sample = model.sample if sample is None else sample
+    min_count = model.min_count if min_count is None else min_count
     if update:
         if not len(model.wv):
             raise RuntimeError(
@@ -99,15 +100,17 @@ def counted_vocabulary(
             vocabulary(model),
             words,
             counts,
+            min_count=min_count,
             sample=sample,
             ns_exponent=model.ns_exponent,
+            max_final_vocab=model.max_final_vocab,
             trim_rule=trim_rule,
         )
     else:
         vocab = build_vocabulary(
             words,
             counts,
-            min_count=model.min_count if min_count is None else min_count,
+            min_count=min_count,
             sample=sample,
             ns_exponent=model.ns_exponent,
             max_final_vocab=model.max_final_vocab,

@@ -260,7 +260,8 @@ class Word2Vec(GensimInterop):
         trim_rule : callable, optional
             Vocabulary trimming rule, see the class docstring.
         **kwargs
-            Accepted for gensim compatibility.
+            Passed on to :meth:`prepare_vocab` (``min_count``, ``sample``, ``dry_run``), as
+            gensim passes them.
 
         Raises
         ------
@@ -269,9 +270,13 @@ class Word2Vec(GensimInterop):
             ``RuntimeError``).
         RuntimeError
             ``update=True`` on a model without a vocabulary.
+        TypeError
+            A keyword that :meth:`prepare_vocab` does not take.
         """
         self.scan_vocab(corpus_iterable, corpus_file, progress_per, trim_rule=trim_rule)
-        self.prepare_vocab(update=update, keep_raw_vocab=keep_raw_vocab, trim_rule=trim_rule)
+        self.prepare_vocab(
+            update=update, keep_raw_vocab=keep_raw_vocab, trim_rule=trim_rule, **kwargs
+        )
 
     def scan_vocab(
         self,
@@ -322,7 +327,8 @@ class Word2Vec(GensimInterop):
         keep_raw_vocab : bool
             Keep the counts, so that ``prepare_vocab`` can be called again.
         min_count, sample : optional
-            Apply (and store) these instead of the model's settings.
+            Apply these instead of the model's settings (and, without ``update``, store
+            them, as gensim does).
         dry_run : bool
             Only report what the settings would keep; change nothing.
 
@@ -341,7 +347,8 @@ class Word2Vec(GensimInterop):
         )
         if not dry_run:
             weights.install(self, vocab, update)
-            self.min_count, self.sample = min_count, sample
+            if not update:
+                self.min_count, self.sample = min_count, sample
             self._scanned = self._scanned if keep_raw_vocab else None
         return vocab.report
 
