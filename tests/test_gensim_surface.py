@@ -109,6 +109,23 @@ def test_build_vocab_passes_min_count_and_sample_on_as_gensim(small_corpus, asse
         make(sg=1).build_vocab(small_corpus, min_cout=2)
 
 
+def test_train_stores_its_epochs_and_rates_and_counts_words_as_gensim(small_corpus):
+    """sample=0: the words trained are every in-vocabulary token, so the counts are exact."""
+    results = []
+    for model in (make(sg=1, sample=0), gensim.models.Word2Vec(sg=1, sample=0, workers=1)):
+        model.build_vocab(small_corpus)
+        done = model.train(
+            small_corpus,
+            total_examples=model.corpus_count,
+            epochs=2,
+            start_alpha=0.01,
+            end_alpha=0.001,
+        )
+        results.append((tuple(map(int, done)), model.epochs, model.alpha, model.min_alpha))
+    assert results[0] == results[1]
+    assert results[0][1:] == (2, 0.01, 0.001)
+
+
 def test_online_update_trains_new_words(halves):
     first, second = halves
     model = make(first, min_count=5, sg=1)

@@ -412,9 +412,11 @@ class Word2Vec(GensimInterop):
             One of them is required, as in gensim (``total_examples=model.corpus_count``);
             the learning rate follows the exact counts, known after reading.
         epochs : int
-            Passes over the corpus (required, as in gensim; usually ``model.epochs``).
+            Passes over the corpus (required, as in gensim; usually ``model.epochs``); stored
+            as ``model.epochs``, as gensim does.
         start_alpha, end_alpha : float, optional
-            Learning rate at the start and end of this call; default ``alpha``, ``min_alpha``.
+            Learning rate at the start and end of this call; default ``alpha``, ``min_alpha``;
+            stored as those, as gensim does.
         word_count, queue_factor
             Accepted for gensim compatibility.
         report_delay : float
@@ -460,6 +462,7 @@ class Word2Vec(GensimInterop):
             start_alpha,
             end_alpha,
         )
+        self.alpha, self.min_alpha, self.epochs = start_alpha, end_alpha, int(epochs)  # gensim's
         self.compute_loss = flag("compute_loss", compute_loss)
         real("report_delay", report_delay, 0.0)
         real("checkpoint_every", checkpoint_every, 0.0)
