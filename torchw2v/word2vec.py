@@ -98,8 +98,8 @@ class Word2Vec(GensimInterop):
         Accepted for gensim compatibility: vectors are initialised from ``seed`` as gensim 4
         does (``hashfxn`` is unused there too).
     null_word : {0, 1}
-        1 adds gensim's pseudo-word ``"\\0"`` (count 1, never in the corpus)
-        to the vocabulary, as gensim does.
+        1 adds gensim's pseudo-word ``"\\0"`` (count 1, never in the corpus) to the
+        vocabulary, as gensim does.
     epochs : int
         Passes over the corpus.
     trim_rule : callable, optional
