@@ -333,6 +333,11 @@ def test_missing_file(tmp_path):
     assert err.value.filename == str(tmp_path / "missing.vec")
 
 
+def test_folder_instead_of_a_file(tmp_path):
+    with pytest.raises(IsADirectoryError, match="a folder, not a vectors file"):
+        load_word2vec_format(tmp_path)
+
+
 def test_empty_file(tmp_path):
     (tmp_path / "empty.vec").write_bytes(b"")
     with pytest.raises(ValueError, match=r"empty\.vec is empty; .*header .*write the vectors"):

@@ -161,6 +161,8 @@ def test_save_onto_a_folder(trained, tmp_path):
 def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         torchw2v.Word2Vec.load(tmp_path / "nope.npz", device="cpu")
+    with pytest.raises(IsADirectoryError, match="is a folder, not a model file"):
+        torchw2v.Word2Vec.load(tmp_path, device="cpu")
 
 
 def test_load_truncated_file(trained, tmp_path):

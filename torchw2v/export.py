@@ -157,6 +157,8 @@ def load_word2vec_format(
     ------
     FileNotFoundError
         No such local file.
+    IsADirectoryError
+        ``path`` is a folder.
     ValueError
         The file is empty, its header is not ``<words> <dimensions>``, it ends before the
         vectors its header announces, a line has the wrong number of values or a value that
@@ -167,6 +169,8 @@ def load_word2vec_format(
     path = str(path)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be a number of vectors, 0 or more, not {limit}")
+    if "://" not in path and os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a vectors file (pass a file)", path)
     if "://" not in path and not os.path.isfile(path):
         raise FileNotFoundError(errno.ENOENT, "no such vectors file (check the path)", path)
     logger.info("loading projection weights from %s", path)

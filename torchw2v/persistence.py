@@ -91,10 +91,14 @@ def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
     ------
     FileNotFoundError
         No such file.
+    IsADirectoryError
+        ``path`` is a folder.
     ValueError
         The file is not a torchw2v model, or is truncated or corrupted.
     """
     path = str(path)
+    if "://" not in path and os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a folder, not a model file; pass the model's path")
     if "://" not in path and not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     try:
