@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import os
 import re
 import tracemalloc
+from pathlib import Path
 
 import gensim
 import numpy as np
@@ -198,6 +200,15 @@ def test_a_folder_as_corpus_file_is_named(tmp_path):
         ours().build_vocab(corpus_file=tmp_path)
     with pytest.raises(IsADirectoryError, match="is a folder"):
         ours(corpus_file=str(tmp_path))
+
+
+def test_a_pipe_or_a_device_as_corpus_file_is_refused(tmp_path):
+    """Training reads the corpus several times; a pipe once, and /dev/zero never ends."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for path in (pipe, Path("/dev/zero")):
+        with pytest.raises(ValueError, match="is not a regular file .*write it to a file"):
+            ours().build_vocab(corpus_file=path)
 
 
 @pytest.mark.parametrize("path", [5, ["corpus.txt"], b"corpus.txt"], ids=str)

@@ -183,6 +183,8 @@ def as_sentences(
         ``corpus_file`` is a local path that does not exist.
     IsADirectoryError
         ``corpus_file`` is a folder.
+    ValueError
+        ``corpus_file`` is a pipe, a device or another file that is not a regular one.
     """
     if (corpus_iterable is None) == (corpus_file is None):
         raise TypeError(
@@ -200,8 +202,14 @@ def as_sentences(
                 f"corpus_file {str(corpus_file)!r} is a folder, not a file; pass one of its "
                 "files, or all of them as corpus_iterable=PathLineSentences(folder) (gensim)"
             )
-        if "://" not in str(corpus_file) and not Path(corpus_file).is_file():
+        if "://" not in str(corpus_file) and not Path(corpus_file).exists():
             raise FileNotFoundError(f"corpus_file {str(corpus_file)!r} does not exist")
+        if "://" not in str(corpus_file) and not Path(corpus_file).is_file():
+            raise ValueError(
+                f"corpus_file {str(corpus_file)!r} is not a regular file (a pipe or a device?): "
+                "training reads the corpus once per epoch and once more for the vocabulary; "
+                "write it to a file first"
+            )
         return CorpusFile(corpus_file)
     if isinstance(corpus_iterable, (str, bytes)):
         raise TypeError(
