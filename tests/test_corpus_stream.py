@@ -193,16 +193,22 @@ PEAK_RSS = textwrap.dedent(
 
 @pytest.mark.parametrize(
     "kind, lines",
-    [("file", 400_000), ("compressed file", 60_000), ("iterable", 60_000)],
+    [
+        ("file", 400_000),
+        ("one-line file", 400_000),
+        ("compressed file", 60_000),
+        ("iterable", 60_000),
+    ],
 )
 def test_peak_memory_does_not_grow_with_the_length_of_the_corpus(tmp_path, child_env, kind, lines):
     """Held as ids, the x4 corpus would add 4 bytes a token (30 MiB for the 3.2M-token file),
-    or the Python path's 26 bytes a token (37 MiB for the 480k-token others)."""
+    or the Python path's 26 bytes a token (37 MiB for the 480k-token others); a one-line file
+    held as one sentence, some 50 bytes a token more."""
     script = tmp_path / "peak.py"
     script.write_text(PEAK_RSS)
     suffix = ".txt.gz" if kind == "compressed file" else ".txt"
     once, four_times = tmp_path / f"x1{suffix}", tmp_path / f"x4{suffix}"
-    text = "a b c d e f g h\n" * lines
+    text = ("a b c d e f g h " if kind == "one-line file" else "a b c d e f g h\n") * lines
     for path, times in ((once, 1), (four_times, 4)):
         with smart_open(path, "w") as out:
             out.write(text * times)
