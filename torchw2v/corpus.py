@@ -75,15 +75,8 @@ class CorpusFile:
         try:
             with smart_open(self.path, "rb") as stream:
                 for piece, line_ends in self._pieces(stream):
-                    if line_ends and not tokens:  # a whole line: most of them
-                        tokens = piece.decode("utf-8").split()
-                        if len(tokens) <= MAX_SENTENCE_TOKENS:
-                            if tokens:
-                                yield tokens
-                            tokens = []
-                            continue
-                    else:
-                        tokens += piece.decode("utf-8").split()
+                    words = piece.decode("utf-8").split()
+                    tokens = tokens + words if tokens else words
                     while len(tokens) >= MAX_SENTENCE_TOKENS:
                         yield tokens[:MAX_SENTENCE_TOKENS]
                         tokens = tokens[MAX_SENTENCE_TOKENS:]

@@ -441,6 +441,12 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
     for (int i = 0; i < pending; ++i) visitor.token(batch[i].key, batch[i].line, batch[i].position);
     pending = 0;
   };
+  auto release_read = [&](int64_t to) {  // the pages read so far, every kReleaseEvery bytes
+    if (to - released >= kReleaseEvery) {
+      file.release(released, to);
+      released = to;
+    }
+  };
   auto end_sentence = [&](int64_t tokens) {
     flush();
     visitor.sentence_end();
@@ -497,10 +503,7 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
           *cut = {p - base, line};
           return -1;
         }
-        if (p - base - released >= kReleaseEvery) {
-          file.release(released, p - base);
-          released = p - base;
-        }
+        release_read(p - base);
       }
     }
     pos = p == eof ? size : p - base + 1;
@@ -508,10 +511,7 @@ int64_t read_range(const MappedFile& file, int64_t start, int64_t end, Visitor& 
     progress.bytes += pos - from;
     progress.publish();
     if (progress.stopped()) return -1;
-    if (pos - released >= kReleaseEvery) {
-      file.release(released, pos);
-      released = pos;
-    }
+    release_read(pos);
   }
   file.release(released, pos);
   return -1;
