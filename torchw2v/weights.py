@@ -127,7 +127,7 @@ def empty_vocabulary_message(
     model: Any, words: list[str], counts: np.ndarray, vocab: Vocabulary
 ) -> str:
     """Why no word of the scanned counts made the vocabulary, and what to change."""
-    tokens = max(int(counts.sum()), int(getattr(model, "corpus_total_words", 0) or 0))
+    tokens = max(int(counts.sum()), int(model.corpus_total_words or 0))
     if tokens and not words and model.max_vocab_size:
         return (
             f"the vocabulary is empty: max_vocab_size={model.max_vocab_size} pruned every "
