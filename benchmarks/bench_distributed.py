@@ -37,7 +37,10 @@ from common import RESULTS, machine, publish
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = (ROOT / "../shared/corpora/wiki17m.txt.gz").resolve()
 DEFAULT_RUNS = ("1", "2", "4", "8")
-TRAINED = re.compile(r"training on (\d+) raw words \((\d+) effective words\) took ([\d.]+)s")
+TRAINED = re.compile(
+    r"training on (\d+) raw words \((\d+) effective words\) took [\d.]+s, (\d+) effective words/s"
+)
+SHARED = "train one copy of the weights in shared memory"
 SYNCED = re.compile(
     r"EPOCH \d+: (\d+) synchronisations \(\w+\) took ([\d.]+)s, (\d+)% of rows sent, "
     r"(\d+) bytes reduced"
@@ -73,6 +76,8 @@ class Run:
     def label(self) -> str:
         if self.ranks == 1:
             return "1 process"
+        if self.mode == "shared":
+            return f"{self.ranks} ranks, shared weights"
         return f"{self.ranks} ranks, {self.mode}, every {self.every_words:,} words"
 
 
@@ -97,7 +102,7 @@ def parse_run(text: str, total_threads: int) -> Run:
     ``EVERY_WORDS``, the interval ``SyncPolicy`` chooses for ``RANKS``."""
     from torchw2v.synchronizer import SyncPolicy
 
-    ranks, mode, *every = text.split(":") if ":" in text else (text, "delta")
+    ranks, mode, *every = text.split(":") if ":" in text else (text, SyncPolicy.mode)
     default = SyncPolicy().for_world(int(ranks)).every_words
     threads = max(1, total_threads // int(ranks))
     return Run(int(ranks), mode, int(every[0]) if every else default, threads, bool(every))
@@ -153,8 +158,11 @@ def measure(run: Run, corpus: Path, tmp: Path, args: argparse.Namespace) -> Run:
     run.command_s = time.perf_counter() - started
     if done.returncode:
         raise RuntimeError(f"{run.label} failed:\n{done.stderr[-3000:]}")
+    if run.ranks > 1 and run.mode == "shared" and SHARED not in done.stderr:
+        raise RuntimeError(f"{run.label} fell back to synchronising:\n{done.stderr[-3000:]}")
     trained = TRAINED.findall(done.stderr)[-1]  # rank 0 logs at INFO, the others do not
-    run.raw_words, run.train_s = int(trained[0]), float(trained[2])
+    run.raw_words = int(trained[0])
+    run.train_s = int(trained[1]) / int(trained[2])  # the seconds logged have 1 decimal
     synced = SYNCED.findall(done.stderr)
     run.syncs = sum(int(calls) for calls, *_ in synced)
     run.sync_s = sum(float(line[1]) for line in synced)
@@ -197,7 +205,7 @@ def report(args: argparse.Namespace, slice_: tuple[int, int], runs: list[Run], l
         speed = run.raw_words / run.train_s
         rows = f"{run.rows_percent:.0f}%" if run.ranks > 1 else ""
         out.append(
-            f"| {run.label} | {run.threads} | {run.train_s:.1f} | {speed:,.0f} "
+            f"| {run.label} | {run.threads} | {run.train_s:.2f} | {speed:,.0f} "
             f"| {speed / baseline:.2f}x | {run.syncs} | {run.sync_s:.1f} | {rows} "
             f"| {run.bytes_per_word:.0f} | {run.command_s:.0f} | {run.analogy:.3f} "
             f"| {run.ws353:.3f} | {run.simlex:.3f} |"

@@ -35,7 +35,7 @@ from torchw2v.synchronizer import Synchronizer, saturation_scale
 from torchw2v.trainer import Position, Schedule
 
 SETTINGS = {"sg": 1, "vector_size": 50, "epochs": 2, "workers": 1, "seed": 3, "device": "cpu"}
-POLICY = {"every_words": 2**14, "timeout": 60}  # half the 2-rank default: 1M tokens
+POLICY = {"every_words": 2**14, "timeout": 60, "mode": "delta"}  # half the 2-rank default
 
 WORKER = textwrap.dedent(
     """
@@ -80,7 +80,8 @@ WORKER = textwrap.dedent(
         with open(f"{out}/{name}{rank}.json", "w") as f:
             json.dump(state, f)
         with open(f"{out}/{name}_rows{rank}.json", "w") as f:
-            json.dump([by_row(order) for order in synchronizers[-1].orders], f)
+            json.dump([by_row(order) for order in synchronizers[-1].orders] if synchronizers
+                  else None, f)
 
 
     def by_row(order):  # each row's factor, and every how many synchronisations it is sent
@@ -92,6 +93,9 @@ WORKER = textwrap.dedent(
         return {"scale": order.scale[position].tolist(), "every": (2**tier).tolist()}
 
 
+    if job.get("foreign") and rank == 1:  # as if on another machine than rank 0
+        import torchw2v.shared_memory
+        torchw2v.shared_memory.attach = lambda offered: None
     policy = SyncPolicy(**job["policy"])
     model = Word2Vec(distributed=policy, callbacks=[CrashOnRank1()], **job["settings"])
     model.build_vocab(corpus_file=job["corpus"])
@@ -105,7 +109,7 @@ WORKER = textwrap.dedent(
         for mode in ("rows", "average"):
             small = SyncPolicy(every_words=4096, mode=mode, timeout=60)
             save(mode, Word2Vec(sentences, min_count=2, distributed=small, **job["settings"]))
-        small = SyncPolicy(every_words=4096, timeout=60)
+        small = SyncPolicy(every_words=4096, mode="delta", timeout=60)
         unsorted = {**job["settings"], "sorted_vocab": 0, "hs": 1}  # HS: syn1 is synced too
         save("unsorted", Word2Vec(sentences, min_count=2, distributed=small, **unsorted))
     """
@@ -434,8 +438,49 @@ def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
     assert months >= 8 and months_alone >= 8
 
 
+def shared_files() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("torchw2v-*")}
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm")
+@pytest.mark.parametrize("where", ["one machine", "rank 1 elsewhere"])
+def test_ranks_on_one_machine_train_one_copy_of_the_weights_in_shared_memory(
+    where, worker, wiki_txt, tmp_path, child_env
+):
+    before = shared_files()
+    job = {
+        "corpus": str(wiki_txt),
+        "out": str(tmp_path),
+        "settings": SETTINGS,
+        "policy": {"every_words": 2**14, "timeout": 60},  # mode "shared", the default
+        "checkpoint": None,
+        "crash": False,
+        "modes": False,
+        "foreign": where != "one machine",
+    }
+    for status, err in launch(worker, job, child_env):
+        assert status == 0, err
+        if where == "one machine":
+            assert "2 ranks train one copy of the weights in shared memory" in err
+        else:
+            assert "no shared weights (some rank cannot open rank 0's copy" in err
+    synchronised = read_state(tmp_path, "file_rows", 0) is not None
+    assert synchronised == (where != "one machine")  # the fallback: ranks of their own
+    assert shared_files() == before  # rank 0 unlinked its copy
+    assert np.array_equal(np.load(tmp_path / "file0.npy"), np.load(tmp_path / "file1.npy"))
+    reference = gensim.models.Word2Vec(min_count=5)
+    reference.build_vocab(corpus_file=str(wiki_txt))
+    assert read_state(tmp_path, "file", 1) == gensim_state(reference)
+    together = torchw2v.Word2Vec.load(tmp_path / "model0.npz", device="cpu")
+    alone = torchw2v.Word2Vec(corpus_file=str(wiki_txt), **{**SETTINGS, "workers": 2})
+    (ws353, months), (ws353_alone, _) = quality(together.wv), quality(alone.wv)
+    assert ws353 == pytest.approx(ws353_alone, abs=0.04)
+    assert months >= 8
+
+
+@pytest.mark.parametrize("mode", ["shared", "delta"])
 def test_a_dead_rank_stops_the_other_with_a_clear_error_and_training_resumes(
-    worker, wiki_head, tmp_path, child_env
+    mode, worker, wiki_head, tmp_path, child_env
 ):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(" ".join(line) for line in wiki_head) + "\n")
@@ -444,7 +489,7 @@ def test_a_dead_rank_stops_the_other_with_a_clear_error_and_training_resumes(
         "corpus": str(corpus),
         "out": str(tmp_path),
         "settings": {**SETTINGS, "min_count": 3},
-        "policy": {"every_words": 2**15, "timeout": 60},
+        "policy": {"every_words": 2**15, "timeout": 60, "mode": mode},
         "checkpoint": str(checkpoint),
         "crash": True,
         "modes": False,

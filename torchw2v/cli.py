@@ -174,8 +174,10 @@ def build_parser() -> Parser:
         "--sync-mode",
         choices=SYNC_MODES,
         default=SyncPolicy.mode,
-        help="under torchrun: sum the processes' updates (delta), the same over changed rows "
-        f"only (rows), or average their weights (average) ({SyncPolicy.mode})",
+        help="under torchrun: processes on one machine train one copy of the weights in "
+        "shared memory (shared; across machines: delta), or sum the processes' updates "
+        "(delta), the same over changed rows only (rows), or average their weights "
+        f"(average) ({SyncPolicy.mode})",
     )
 
     scores = _command(commands, "evaluate", _evaluate)

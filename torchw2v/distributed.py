@@ -38,14 +38,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import shared_memory
 from .corpus import CorpusFile, ScannedCorpus, StreamedCorpus, seekable
-from .synchronizer import Synchronizer, SyncPolicy
-from .trainer import ChunkPlan, EpochReport, OneProcess, Position, Schedule
+from .synchronizer import Lockstep, Synchronizer, SyncPolicy
+from .trainer import CHUNK_WORDS, ChunkPlan, EpochReport, OneProcess, Position, Schedule
+from .weights import bind_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +166,7 @@ class Cluster(OneProcess):
 
     def __init__(self, rank: int, world: int, device: torch.device, policy: SyncPolicy):
         self.rank, self.world, self.device, self.policy = rank, world, device, policy
+        self.shared = False  # training weights that every rank maps (shared_weights)
 
     @classmethod
     def connect(cls, distributed: bool | SyncPolicy, device: torch.device) -> Cluster:
@@ -243,13 +247,71 @@ class Cluster(OneProcess):
         progress counted over all ranks. ``None`` (the trainer's own chunks) for one rank."""
         if self.world == 1:
             return None
-        per_rank = max(1, self.policy.every_words // self.world)
+        per_rank = CHUNK_WORDS if self.shared else max(1, self.policy.every_words // self.world)
         largest = int(self._max(np.array([corpus.tokens]))[0])
         chunks = max(1, math.ceil(largest / per_rank))
         bounds, done = corpus.plan(max(1, math.ceil(corpus.tokens / chunks)))
         bounds, done = (np.pad(a, (0, chunks + 1 - a.size), mode="edge") for a in (bounds, done))
         done = self._sum(done)  # (chunks + 1,) words of all ranks
         return ChunkPlan(bounds, done / max(int(done[-1]), 1))
+
+    @contextmanager
+    def shared_weights(self, model: Any) -> Iterator[None]:
+        """Train ``model``'s weights meanwhile in one copy that every rank maps
+        (``SyncPolicy(mode="shared")``, :mod:`torchw2v.shared_memory`), starting from rank
+        0's; ``wv.vectors``, ``syn1neg`` and ``syn1`` get the trained weights afterwards.
+
+        Where some rank cannot map rank 0's copy, and on CUDA devices, every rank trains its
+        own copy, synchronised by ``"delta"`` (:class:`Synchronizer`).
+        """
+        own = (model.wv.vectors, model.syn1neg, model.syn1)
+        copies = self._map_shared(own)
+        if copies is None:
+            yield
+            return
+        self.shared = True
+        model.wv.vectors, model.syn1neg, model.syn1 = copies
+        bind_tensors(model)
+        try:
+            yield
+        finally:
+            self.shared = False
+            for mine, trained in zip(own, copies, strict=True):
+                np.copyto(mine, trained)
+            model.wv.vectors, model.syn1neg, model.syn1 = own
+            bind_tensors(model)
+
+    def _map_shared(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+        """Views of rank 0's copy of ``arrays`` in shared memory, mapped by every rank; or
+        ``None`` where some rank cannot map it."""
+        if self.world == 1 or self.policy.mode != "shared":
+            return None
+        if self.device.type != "cpu":
+            return self._not_shared(f"the weights are on {self.device.type} devices")
+        made = shared_memory.offer(arrays) if self.rank == 0 else None
+        offered = [made[0] if isinstance(made, tuple) else None]
+        with self._guard("offering the weights in shared memory"):
+            dist.broadcast_object_list(offered, src=0)
+        if self.rank == 0:
+            mapped = made[1] if isinstance(made, tuple) else None
+        else:
+            mapped = shared_memory.attach(offered[0]) if offered[0] else None
+        everyone = bool(self._min(np.array([mapped is not None]))[0])
+        if self.rank == 0 and offered[0]:
+            os.unlink(offered[0].path)  # every rank has mapped it, or will not
+        if isinstance(made, str):
+            return self._not_shared(made, logger.warning)
+        if not everyone:
+            return self._not_shared("some rank cannot open rank 0's copy: several machines?")
+        logger.info(
+            "%i ranks train one copy of the weights in shared memory (%.1f MB)",
+            self.world,
+            offered[0].size / 2**20,
+        )
+        return shared_memory.views(mapped, arrays)
+
+    def _not_shared(self, why: str, log: Callable[..., None] = logger.info) -> None:
+        log("no shared weights (%s): synchronising by 'delta'", why)
 
     def share_start(self, start: Position | None) -> Position | None:
         """Rank 0's resume position (it alone reads checkpoints), for every rank.
@@ -265,29 +327,42 @@ class Cluster(OneProcess):
         return Position(start.epoch, start.chunk) if start and self.rank else start
 
     def rates(self, schedule: Schedule, sg: bool) -> Schedule:
-        """CBOW's learning rates times ``policy.cbow_alpha`` with several ranks
-        (:class:`SyncPolicy`); ``schedule`` itself otherwise."""
+        """CBOW's learning rates times ``policy.cbow_alpha`` with several ranks that do not
+        share their weights (:class:`SyncPolicy`); ``schedule`` itself otherwise."""
         factor = self.policy.cbow_alpha
-        if self.world == 1 or sg or factor == 1:
+        if self.world == 1 or self.shared or sg or factor == 1:
             return schedule
         logger.info("CBOW on %i ranks: learning rates %g times %s", self.world, factor, schedule)
         start, end = schedule.start_alpha * factor, schedule.end_alpha * factor
         return replace(schedule, start_alpha=start, end_alpha=end)
 
-    def synchronizer(
+    def chunk_end(
         self,
         weights: Sequence[torch.Tensor],
         chunks_per_epoch: int,
         counts: Sequence[np.ndarray | None],
-    ) -> Synchronizer | None:
-        """The ``on_chunk_end`` hook that synchronises ``weights``; ``None`` for one rank.
+        saver: Callable[[Position], None] | None,
+    ) -> Callable[[Position], None] | None:
+        """The ``on_chunk_end`` hook: keeps the ranks' ``weights`` in step, then calls
+        ``saver`` (rank 0's checkpoints); ``saver`` alone for one rank.
 
         ``counts[i]`` is the corpus count of the word of each row of ``weights[i]``, or
         ``None`` for a matrix whose rows are no words (:class:`Synchronizer`).
         """
         if self.world == 1:
-            return None
-        return Synchronizer(self, weights, chunks_per_epoch, counts)
+            return saver
+        if self.shared:  # the ranks wait for each other only around rank 0's checkpoints
+            checkpoints = bool(self._max(np.array([saver is not None]))[0])
+            return Lockstep(self, chunks_per_epoch, saver) if checkpoints else None
+        sync = Synchronizer(self, weights, chunks_per_epoch, counts)
+        if saver is None:
+            return sync
+
+        def synchronise_then_save(position: Position) -> None:
+            sync(position)
+            saver(position)
+
+        return synchronise_then_save
 
     def sum_report(self, report: EpochReport) -> EpochReport:
         """Add every rank's raw words, trained words, pairs and loss into ``report``."""
@@ -303,6 +378,11 @@ class Cluster(OneProcess):
             float(loss),
         )
         return report
+
+    def wait_for_ranks(self) -> None:
+        """With shared weights, wait for every rank (so that callbacks see no rank training)."""
+        if self.shared:
+            self.barrier("waiting for the other ranks' callbacks")
 
     # ------------------------------------------------------------------ collectives
 
@@ -334,6 +414,14 @@ class Cluster(OneProcess):
 
     def _max(self, values: np.ndarray) -> np.ndarray:
         return self._reduce(values, dist.ReduceOp.MAX)
+
+    def _min(self, values: np.ndarray) -> np.ndarray:
+        return self._reduce(values, dist.ReduceOp.MIN)
+
+    def barrier(self, what: str) -> None:
+        """Wait until every rank gets here; a failure names ``what`` was being done."""
+        with self._guard(what):
+            dist.barrier()
 
     def _reduce(self, values: np.ndarray, op: dist.ReduceOp) -> np.ndarray:
         tensor = torch.from_numpy(np.ascontiguousarray(values)).to(self.device)

@@ -1,7 +1,9 @@
 """Keeping the ranks' weights one model: how (:class:`SyncPolicy`) and the hook that does it
 after every chunk (:class:`Synchronizer`), used by :class:`torchw2v.distributed.Cluster`.
 
-Each rank trains its own copy between two synchronisations; a synchronisation adds up the
+Ranks on one machine train one copy of the weights in shared memory (``"shared"``, the
+default) and only wait for each other at each chunk's end (:class:`Lockstep`). Otherwise
+each rank trains its own copy between two synchronisations; a synchronisation adds up the
 changes the ranks made to the rows due, each row's sum scaled by :func:`saturation_scale`
 so that it moves as far as one process making all the ranks' updates would move it; with
 2 ranks (``SyncPolicy.overlap``) the all-reduce runs while the next chunk trains.
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SYNC_MODES = ("delta", "rows", "average")
+SYNC_MODES = ("shared", "delta", "rows", "average")
 RARE_WORDS = 2**21  # words between two sends of the rarest rows at most, with 2 ranks
 PAIR_WORDS = 2**16  # words between two synchronisations with 2 ranks
 RANK_WORDS = 2**11  # per rank between two synchronisations with more
@@ -37,13 +39,20 @@ class SyncPolicy:
     Parameters
     ----------
     every_words : int, optional
-        Corpus words (all ranks together) trained between two synchronisations. Default
+        Corpus words (all ranks together) trained between two synchronisations (not with
+        ``"shared"`` weights, where the ranks wait for each other every 262,144, the
+        chunk of one process). Default
         65,536 with 2 ranks, 2,048 per rank with more (8,192 with 4, 16,384 with 8): 2 ranks
         score as one process at 65,536 (over 3 seeds) and spend 0.2-0.4 s less per 12M words
         than at 32,768; with 8 ranks 32,768 lost 0.03-0.05 WS353 against one process and
         16,384 kept it; with 4, 16,384 lost 0.019-0.025 on 4M tokens and 8,192 0.011
         (``benchmarks/RESULTS.md``).
-    mode : {"delta", "rows", "average"}
+    mode : {"shared", "delta", "rows", "average"}
+        ``"shared"``: ranks that all run on one machine train one copy of the weights in
+        shared memory (``/dev/shm``), as one process's threads train one copy (Hogwild): no
+        weights are sent, and they score as one process does. Where some rank cannot map
+        rank 0's copy (ranks on several machines, no ``/dev/shm`` or too little room in it,
+        a CUDA device), ``"delta"``, logged.
         ``"delta"``: the changes each rank made since a row was last sent are added up (an
         all-reduce), each row's sum scaled by :func:`saturation_scale` so that it moves as
         far as in one process making all the ranks' updates: a rare word's changes add up
@@ -86,10 +95,11 @@ class SyncPolicy:
         skip-gram at the rates given). At the one-process rates, 2 and 4 ranks lost 0.03-0.04
         WS353 and up to 1 analogy point on 4M tokens whatever the interval, the rows sent or
         their scale, and 1.3 recovered it (``benchmarks/RESULTS.md``); 1 keeps the rates.
+        Not with ``"shared"`` weights, which train at the one-process rates.
     """
 
     every_words: int | None = None
-    mode: str = "delta"
+    mode: str = "shared"
     timeout: float = 600.0
     saturation: float | None = None
     frequent: float = 8.0
@@ -210,7 +220,10 @@ class Synchronizer:
         counts: Sequence[np.ndarray | None] | None = None,
     ):
         self.cluster, self.chunks_per_epoch = cluster, chunks_per_epoch
-        self.policy = policy = cluster.policy.for_world(cluster.world)
+        policy = cluster.policy.for_world(cluster.world)
+        if policy.mode == "shared":  # ranks that cannot share their weights
+            policy = replace(policy, mode="delta")
+        self.policy = policy
         counts = counts if counts is not None else [None] * len(weights)
         kept = [(w, c) for w, c in zip(weights, counts, strict=True) if w.numel()]
         self.weights = [w for w, _ in kept]
@@ -344,6 +357,38 @@ class Synchronizer:
         changers = change.ne(0).any(dim=1).to(torch.int32)
         self._reduce(changers, "counting the ranks that changed each row")
         return changers
+
+
+class Lockstep:
+    """Called after every chunk on every rank training ``"shared"`` weights: the ranks wait
+    for each other, then for rank 0's checkpoint (``saver``), so that a checkpoint holds
+    every rank's chunks up to its position and none after. Logs the epoch's waits as
+    :class:`Synchronizer` logs its synchronisations (no rows are sent).
+    """
+
+    def __init__(
+        self, cluster: Cluster, chunks_per_epoch: int, saver: Callable[[Position], None] | None
+    ):
+        self.cluster, self.chunks_per_epoch, self.saver = cluster, chunks_per_epoch, saver
+        self.calls, self.seconds = 0, 0.0
+
+    def __call__(self, position: Position) -> None:
+        started = time.perf_counter()
+        self.cluster.barrier("finishing a chunk")
+        if self.saver is not None:
+            self.saver(position)
+        self.cluster.barrier("waiting for rank 0's checkpoint")
+        self.calls += 1
+        self.seconds += time.perf_counter() - started
+        if position.chunk == self.chunks_per_epoch:
+            logger.info(
+                "EPOCH %i: %i synchronisations (shared) took %.2fs, 0%% of rows sent, "
+                "0 bytes reduced",
+                position.epoch,
+                self.calls,
+                self.seconds,
+            )
+            self.calls, self.seconds = 0, 0.0
 
 
 def _add_rows(w: torch.Tensor, rows: slice | torch.Tensor, values: torch.Tensor) -> None:

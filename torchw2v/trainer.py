@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,33 +255,29 @@ class OneProcess:
         """The learning rates this rank trains with: ``schedule``'s."""
         return schedule
 
-    def synchronizer(
+    def shared_weights(self, model: Any) -> AbstractContextManager[None]:
+        """Where ``model``'s weights train meanwhile: in place."""
+        return nullcontext()
+
+    def chunk_end(
         self,
         weights: Sequence[torch.Tensor],
         chunks_per_epoch: int,
         counts: Sequence[np.ndarray | None],
+        saver: Callable[[Position], None] | None,
     ) -> Callable[[Position], None] | None:
-        """The ``on_chunk_end`` hook that keeps the ranks' weights in step (``counts[i]``:
-        the corpus count of each row's word of ``weights[i]``, ``None`` for rows of no
-        word): none."""
-        return None
+        """The ``on_chunk_end`` hook: keeps the ranks' weights in step (``counts[i]``: the
+        corpus count of each row's word of ``weights[i]``, ``None`` for rows of no word),
+        then calls ``saver``: here ``saver`` alone."""
+        return saver
 
     def sum_report(self, report: EpochReport) -> EpochReport:
         """The epoch's report with every rank's counts added up."""
         return report
 
-
-def chain(*hooks: Callable[[Position], None] | None) -> Callable[[Position], None] | None:
-    """One ``on_chunk_end`` hook calling each of ``hooks`` that is not None, in order."""
-    present = [hook for hook in hooks if hook is not None]
-    if not present:
-        return None
-
-    def call(position: Position) -> None:
-        for hook in present:
-            hook(position)
-
-    return call
+    def wait_for_ranks(self) -> None:
+        """Wait for the ranks that train weights shared with this one (so that callbacks see
+        no rank training): none."""
 
 
 def fit(
@@ -314,6 +311,19 @@ def fit(
         Training diverged; the message names ``schedule.start_alpha`` and a smaller one.
     """
     start = hooks.share_start(start)
+    with hooks.shared_weights(model):
+        return _fit(model, corpus, schedule, hooks, start, saver, report_delay)
+
+
+def _fit(
+    model: Any,
+    corpus: StreamedCorpus,
+    schedule: Schedule,
+    hooks: OneProcess,
+    start: Position | None,
+    saver: Callable[[Position], None] | None,
+    report_delay: float,
+) -> tuple[int, int]:
     engine = engine_for(model, hooks.seed(model.seed + model.train_count))
     trainer = Trainer(
         engine, corpus, model.device, plan=hooks.plan(corpus), show_loss=model.compute_loss
@@ -339,19 +349,23 @@ def fit(
     started = time.perf_counter()
     for callback in model.callbacks:
         callback.on_train_begin(model)
+    hooks.wait_for_ranks()
     weights = (model._syn0, model._syn1neg, model._syn1)
     counts = model.wv.expandos["count"]  # of syn0's and syn1neg's rows; syn1's are tree nodes
-    sync = hooks.synchronizer(weights, trainer.chunks_per_epoch, (counts, counts, None))
+    on_chunk_end = hooks.chunk_end(weights, trainer.chunks_per_epoch, (counts, counts, None), saver)
+
+    def epoch_ends(report: EpochReport) -> None:
+        _epoch_ends(model, hooks.sum_report(report), schedule.start_alpha)
+        hooks.wait_for_ranks()
+
     try:
         reports = trainer.run(
             hooks.rates(schedule, bool(model.sg)),
             on_epoch_begin=lambda epoch: _epoch_begins(model),
-            on_epoch_end=lambda report: _epoch_ends(
-                model, hooks.sum_report(report), schedule.start_alpha
-            ),
+            on_epoch_end=epoch_ends,
             report_delay=report_delay,
             start=start,
-            on_chunk_end=chain(sync, saver),
+            on_chunk_end=on_chunk_end,
         )
     except FloatingPointError:  # an engine names the rate of its chunk: name the user's
         raise divergence_error(schedule.start_alpha) from None
