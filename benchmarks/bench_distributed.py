@@ -192,7 +192,8 @@ def report(args: argparse.Namespace, slice_: tuple[int, int], runs: list[Run], l
         f"-iter {args.epochs} -seed {args.seed}` "
         f"(window 5, negative 5, sample 1e-3, min-count 5), {args.total_threads} threads over "
         "all ranks (at least 1 per rank), gloo on CPU, one machine",
-        "- train s and words/s: rank 0's `training on ... took` line (raw words of all ranks); "
+        "- train s and words/s: rank 0's `training on ... took` line (raw words of all ranks; "
+        "seconds as effective words over effective words/s); "
         "sync s: rank 0's time in synchronisations; command s: the whole command, start-up, "
         "vocabulary and writing included; bytes/word: what each rank sends per word it "
         "trains, for gloo's ring all-reduce (2 (n - 1) / n of each reduced tensor)",

@@ -2,7 +2,8 @@
 after every chunk (:class:`Synchronizer`), used by :class:`torchw2v.distributed.Cluster`.
 
 Ranks on one machine train one copy of the weights in shared memory (``"shared"``, the
-default) and only wait for each other at each chunk's end (:class:`Lockstep`). Otherwise
+default) and wait for each other only at epoch ends and around rank 0's checkpoints
+(:class:`Lockstep`). Otherwise
 each rank trains its own copy between two synchronisations; a synchronisation adds up the
 changes the ranks made to the rows due, each row's sum scaled by :func:`saturation_scale`
 so that it moves as far as one process making all the ranks' updates would move it; with
@@ -40,8 +41,8 @@ class SyncPolicy:
     ----------
     every_words : int, optional
         Corpus words (all ranks together) trained between two synchronisations (not with
-        ``"shared"`` weights, where the ranks wait for each other every 262,144, the
-        chunk of one process). Default
+        ``"shared"`` weights: there each rank trains chunks of 262,144 words, one process's
+        chunk). Default
         65,536 with 2 ranks, 2,048 per rank with more (8,192 with 4, 16,384 with 8): 2 ranks
         score as one process at 65,536 (over 3 seeds) and spend 0.2-0.4 s less per 12M words
         than at 32,768; with 8 ranks 32,768 lost 0.03-0.05 WS353 against one process and
@@ -360,8 +361,9 @@ class Synchronizer:
 
 
 class Lockstep:
-    """Called after every chunk on every rank training ``"shared"`` weights: the ranks wait
-    for each other, then for rank 0's checkpoint (``saver``), so that a checkpoint holds
+    """Called after every chunk on every rank training ``"shared"`` weights while rank 0
+    writes checkpoints: the ranks wait for each other, then for rank 0's checkpoint
+    (``saver``, which writes one every so many seconds), so that a checkpoint holds
     every rank's chunks up to its position and none after. Logs the epoch's waits as
     :class:`Synchronizer` logs its synchronisations (no rows are sent).
     """

@@ -128,9 +128,10 @@ class Word2Vec(GensimInterop):
     distributed : bool or torchw2v.distributed.SyncPolicy
         Train one model across the processes ``torchrun`` started (gloo on CPU, NCCL on
         CUDA, each rank on ``cuda:LOCAL_RANK``): each rank reads its own shard of the corpus,
-        the vocabulary is the whole corpus's, and the ranks synchronise their weights every
+        the vocabulary is the whole corpus's. Ranks on one machine train one copy of the
+        weights in shared memory; others synchronise their copies every
         ``SyncPolicy.every_words`` words. Only rank 0 writes models and checkpoints. A
-        ``SyncPolicy`` sets the interval, the synchronisation mode and the timeout.
+        ``SyncPolicy`` sets the mode, the interval and the timeout.
 
     Raises
     ------
