@@ -15,10 +15,13 @@ CUDA, where rank ``r`` trains on ``cuda:LOCAL_RANK``.
 - **Chunks in lockstep.** Every rank cuts its shard into the same number of chunks of about
   ``SyncPolicy.every_words / world`` words, and the learning rate at each cut follows the
   words done by all ranks together.
-- **Synchronisation.** After every chunk the ranks add up the changes they made to the
-  rows due (:mod:`torchw2v.synchronizer`): with 2 ranks, frequent words' rows at every
-  synchronisation and rarer ones less often, the all-reduce running while the next chunk
-  trains; every row at the end of each epoch. Between two synchronisations each rank trains
+- **Shared weights.** Ranks that all run on one machine train one copy of the weights in
+  shared memory (:meth:`Cluster.shared_weights`), as one process's threads do, and wait for
+  each other only at epoch ends and around rank 0's checkpoints.
+- **Synchronisation.** Otherwise, after every chunk the ranks add up the changes they made
+  to the rows due (:mod:`torchw2v.synchronizer`): with 2 ranks, frequent words' rows at
+  every synchronisation and rarer ones less often, the all-reduce running while the next
+  chunk trains; every row at the end of each epoch. Between two synchronisations each rank trains
   on its own copy, as Hogwild threads do on shared rows. CBOW trains at raised rates
   (:meth:`Cluster.rates`).
 - **Failures.** Collectives time out (``SyncPolicy.timeout``); a rank that dies or stalls
@@ -290,15 +293,17 @@ class Cluster(OneProcess):
             return self._not_shared(f"the weights are on {self.device.type} devices")
         made = shared_memory.offer(arrays) if self.rank == 0 else None
         offered = [made[0] if isinstance(made, tuple) else None]
-        with self._guard("offering the weights in shared memory"):
-            dist.broadcast_object_list(offered, src=0)
-        if self.rank == 0:
-            mapped = made[1] if isinstance(made, tuple) else None
-        else:
-            mapped = shared_memory.attach(offered[0]) if offered[0] else None
-        everyone = bool(self._min(np.array([mapped is not None]))[0])
-        if self.rank == 0 and offered[0]:
-            os.unlink(offered[0].path)  # every rank has mapped it, or will not
+        try:
+            with self._guard("offering the weights in shared memory"):
+                dist.broadcast_object_list(offered, src=0)
+            if self.rank == 0:
+                mapped = made[1] if isinstance(made, tuple) else None
+            else:
+                mapped = shared_memory.attach(offered[0]) if offered[0] else None
+            everyone = bool(self._min(np.array([mapped is not None]))[0])
+        finally:
+            if self.rank == 0 and offered[0]:
+                os.unlink(offered[0].path)  # every rank has mapped it, or will not
         if isinstance(made, str):
             return self._not_shared(made, logger.warning)
         if not everyone:
