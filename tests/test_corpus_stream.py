@@ -106,7 +106,9 @@ def test_a_long_line_is_encoded_a_block_at_a_time(long_lines, block_bytes, worke
     for start, end in [(0, None), (0, size // 3), (size // 3, 2 * size // 3), (size // 2, None)]:
         shard = CorpusFile(long_lines, start, end)
         blocks = list(
-            corpus.FileBlocks(str(long_lines), WordIndex(vocabulary), (start, end or size), workers)
+            corpus.FileBlocks(
+                str(long_lines), WordIndex(vocabulary), [(start, end or size)], workers
+            )
         )
         assert max(ids.size for ids, _, _ in blocks) <= block_bytes // 2 + 10_001
         held = whole(encode(list(shard), vocabulary))

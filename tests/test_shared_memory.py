@@ -11,6 +11,8 @@ import pytest
 
 from torchw2v import shared_memory
 
+pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd_create")
+
 
 @pytest.fixture
 def arrays() -> list[np.ndarray]:
@@ -19,9 +21,14 @@ def arrays() -> list[np.ndarray]:
     return [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
 
 
-def test_each_rank_maps_the_same_copy_and_sees_the_others_writes(arrays, tmp_path):
-    offered, mapped = shared_memory.offer(arrays, str(tmp_path))
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_each_rank_maps_the_same_copy_and_sees_the_others_writes(arrays):
+    offered, mapped = shared_memory.offer(arrays)
     theirs = shared_memory.attach(offered)
+    os.close(offered.fd)  # what rank 0 does once every rank has attached: the maps live on
     assert theirs is not None
     mine, other = shared_memory.views(mapped, arrays), shared_memory.views(theirs, arrays)
     for a, m, o in zip(arrays, mine, other, strict=True):
@@ -30,22 +37,33 @@ def test_each_rank_maps_the_same_copy_and_sees_the_others_writes(arrays, tmp_pat
     assert mine[2][4, 1] == 42.0 and arrays[2][4, 1] != 42.0  # shared, not the original
     offsets, size = shared_memory.layout(arrays)
     assert all(offset % shared_memory.ALIGN == 0 for offset in offsets)
-    assert os.path.getsize(offered.path) == size == offered.size
+    assert size == offered.size == len(mapped)
 
 
-def test_a_file_that_is_not_rank_0s_copy_is_not_attached(arrays, tmp_path):
-    offered, _ = shared_memory.offer(arrays, str(tmp_path))
-    assert shared_memory.attach(replace(offered, token=bytes(16))) is None  # another run's
-    assert shared_memory.attach(replace(offered, size=offered.size + 4)) is None
-    assert shared_memory.attach(replace(offered, path=str(tmp_path / "elsewhere"))) is None
+def test_memory_that_is_not_rank_0s_copy_is_not_attached(arrays, tmp_path):
+    offered, _ = shared_memory.offer(arrays)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    try:
+        assert shared_memory.attach(replace(offered, token=bytes(16))) is None  # another run
+        assert shared_memory.attach(replace(offered, size=offered.size + 4)) is None
+        assert shared_memory.attach(replace(offered, host="elsewhere")) is None
+        assert shared_memory.attach(replace(offered, pid=2**22 + 1)) is None  # no such process
+        fifo_fd = os.open(fifo, os.O_RDWR)
+        try:  # another process's file that is no shared memory: refused, without waiting
+            assert shared_memory.attach(replace(offered, fd=fifo_fd)) is None
+        finally:
+            os.close(fifo_fd)
+    finally:
+        os.close(offered.fd)
 
 
-def test_no_room_for_the_copy_is_said_and_leaves_no_file(arrays, tmp_path, monkeypatch):
+def test_no_room_for_the_copy_is_said_and_leaves_nothing_open(arrays, monkeypatch):
     def full(fd, offset, length):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    why = shared_memory.offer(arrays, str(tmp_path))
-    assert isinstance(why, str) and "no room" in why and "--shm-size" in why
-    assert not list(tmp_path.iterdir())
-    assert "no shared memory" in shared_memory.offer(arrays, str(tmp_path / "missing"))
+    before = open_fds()
+    why = shared_memory.offer(arrays)
+    assert isinstance(why, str) and "no room" in why and "bytes" in why
+    assert open_fds() == before

@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +115,30 @@ class CorpusFile:
         return f"CorpusFile({self.path!r})"
 
 
+class CorpusFileRanges:
+    """The lines of several byte ranges of one plain local file, range after range (each
+    read as :class:`CorpusFile` reads its range): a distributed rank's stripes of a corpus
+    file (:meth:`torchw2v.distributed.Cluster.shard`).
+
+    Parameters
+    ----------
+    path : str
+        The file to read.
+    ranges : sequence of (int, int)
+        ``[start, end)`` byte ranges in file order.
+    """
+
+    def __init__(self, path: str, ranges: Sequence[tuple[int, int]]):
+        self.path, self.ranges = path, list(ranges)
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for start, end in self.ranges:
+            yield from CorpusFile(self.path, start, end)
+
+    def __repr__(self) -> str:
+        return f"CorpusFileRanges({self.path!r}, {len(self.ranges)} ranges)"
+
+
 def _skip_line(stream: IO[bytes]) -> int:
     """Read ``stream`` to the end of its current line, a piece at a time; the bytes read."""
     skipped = 0
@@ -141,25 +165,31 @@ def seekable(path: str) -> bool:
     return "://" not in path and Path(path).suffix.lower() not in get_supported_extensions()
 
 
-def _compiled_span(sentences: Iterable) -> tuple[int, int] | None:
-    """The byte range ``[start, end)`` in which the compiled reader reads ``sentences``, or
-    None if it cannot (not a plain local :class:`CorpusFile`, or the reader unavailable)."""
+def _compiled_spans(sentences: Iterable) -> list[tuple[int, int]] | None:
+    """The byte ranges ``[start, end)`` in which the compiled reader reads ``sentences``, in
+    order, or None if it cannot (not a plain local :class:`CorpusFile` or
+    :class:`CorpusFileRanges`, or the reader unavailable)."""
     if not (
-        isinstance(sentences, CorpusFile)
+        isinstance(sentences, CorpusFile | CorpusFileRanges)
         and seekable(sentences.path)
         and os.path.isfile(sentences.path)
         and corpus_compiled.is_available()
     ):
         return None
     size = os.path.getsize(sentences.path)
-    end = size if sentences.end is None else min(sentences.end, size)
-    return min(sentences.start, end), end
+    if isinstance(sentences, CorpusFileRanges):
+        ranges = sentences.ranges
+    else:
+        ranges = [(sentences.start, size if sentences.end is None else sentences.end)]
+    return [(min(start, size), min(end, size)) for start, end in ranges]
 
 
 def _compiled_ranges(sentences: Iterable, workers: int) -> list[tuple[int, int]] | None:
-    """:func:`_compiled_span` cut into one byte range per thread, or None."""
-    span = _compiled_span(sentences)
-    return None if span is None else corpus_compiled.split_range(*span, workers)
+    """:func:`_compiled_spans`, each cut into one byte range per thread, or None."""
+    spans = _compiled_spans(sentences)
+    if spans is None:
+        return None
+    return [piece for span in spans for piece in corpus_compiled.split_range(*span, workers)]
 
 
 def as_sentences(
@@ -281,23 +311,29 @@ def read_ahead(items: Iterable[T]) -> Iterator[T]:
 
 
 class FileBlocks:
-    """The lines of a byte range of a plain local file, encoded by the compiled reader on
-    ``workers`` threads, ``BLOCK_BYTES`` at a time (a longer line too: it is cut between two
-    of its sentences). Iterating reads the file again."""
+    """The lines of byte ranges of a plain local file, range after range, encoded by the
+    compiled reader on ``workers`` threads, ``BLOCK_BYTES`` at a time (a longer line too: it
+    is cut between two of its sentences). Iterating reads the file again."""
 
     def __init__(
-        self, path: str, index: corpus_compiled.WordIndex, span: tuple[int, int], workers: int
+        self,
+        path: str,
+        index: corpus_compiled.WordIndex,
+        spans: Sequence[tuple[int, int]],
+        workers: int,
     ):
-        self.path, self.index, self.span, self.workers = path, index, span, workers
+        self.path, self.index, self.spans, self.workers = path, index, spans, workers
         self.what = f"corpus_file {path!r}"
 
     def __iter__(self) -> Iterator[Block]:
-        begin, end = self.span
-        cut = None  # where the last block cut a line, which this one reads on
-        while begin < end or cut:
-            ids, offsets, raw_words, cut = self.encode(begin, min(begin + BLOCK_BYTES, end), cut)
-            yield ids, offsets, raw_words
-            begin = cut[0] if cut else begin + BLOCK_BYTES
+        for begin, end in self.spans:
+            cut = None  # where the last block cut a line, which this one reads on
+            while begin < end or cut:
+                ids, offsets, raw_words, cut = self.encode(
+                    begin, min(begin + BLOCK_BYTES, end), cut
+                )
+                yield ids, offsets, raw_words
+                begin = cut[0] if cut else begin + BLOCK_BYTES
 
     def encode(
         self, begin: int, end: int, cut: tuple[int, int] | None = None
@@ -625,9 +661,9 @@ def encode(
     """A corpus as word ids against an existing vocabulary, unknown words dropped, streamed
     (:class:`StreamedCorpus`, first planned for chunks of ``chunk_words`` tokens).
 
-    A plain local :class:`CorpusFile` is read by the compiled reader on ``workers`` threads
-    when the ids of ``key_to_index`` are ``0, 1, ...`` in its order (as ``wv.key_to_index``);
-    anything else is encoded in Python.
+    A plain local :class:`CorpusFile` or :class:`CorpusFileRanges` is read by the compiled
+    reader on ``workers`` threads when the ids of ``key_to_index`` are ``0, 1, ...`` in its
+    order (as ``wv.key_to_index``); anything else is encoded in Python.
 
     Raises
     ------
@@ -636,10 +672,10 @@ def encode(
     TypeError
         A sentence is not a list of ``str`` tokens.
     """
-    span = _compiled_span(sentences)
-    if span is not None and _dense(key_to_index):
+    spans = _compiled_spans(sentences)
+    if spans is not None and _dense(key_to_index):
         index = corpus_compiled.WordIndex(key_to_index)
-        return StreamedCorpus(FileBlocks(sentences.path, index, span, workers), chunk_words)
+        return StreamedCorpus(FileBlocks(sentences.path, index, spans, workers), chunk_words)
     return StreamedCorpus(SentenceBlocks(sentences, key_to_index), chunk_words)
 
 

@@ -50,10 +50,10 @@ class SyncPolicy:
         (``benchmarks/RESULTS.md``).
     mode : {"shared", "delta", "rows", "average"}
         ``"shared"``: ranks that all run on one machine train one copy of the weights in
-        shared memory (``/dev/shm``), as one process's threads train one copy (Hogwild): no
-        weights are sent, and they score as one process does. Where some rank cannot map
-        rank 0's copy (ranks on several machines, no ``/dev/shm`` or too little room in it,
-        a CUDA device), ``"delta"``, logged.
+        shared memory (:mod:`torchw2v.shared_memory`), as one process's threads train one
+        copy (Hogwild): no weights are sent, and they score as one process does. Where some
+        rank cannot map rank 0's copy (ranks on several machines or in other containers, too
+        little memory, a CUDA device), ``"delta"``, logged.
         ``"delta"``: the changes each rank made since a row was last sent are added up (an
         all-reduce), each row's sum scaled by :func:`saturation_scale` so that it moves as
         far as in one process making all the ranks' updates: a rare word's changes add up

@@ -225,8 +225,8 @@ class OneProcess:
     def __init__(self, device: torch.device):
         self.device = device
 
-    def shard(self, sentences: Iterable[list[str]]) -> Iterable[list[str]]:
-        """This rank's part of the corpus: all of it."""
+    def shard(self, sentences: Iterable[list[str]], training: bool = False) -> Iterable[list[str]]:
+        """This rank's part of the corpus (to count or to train on): all of it."""
         return sentences
 
     def merge_vocabulary(

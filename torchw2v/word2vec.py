@@ -487,7 +487,7 @@ class Word2Vec(GensimInterop):
         self, corpus_iterable: Iterable[list[str]] | None, corpus_file: str | Path | None
     ) -> StreamedCorpus:
         """The corpus (this rank's shard of it) as ids, streamed: read again every epoch."""
-        sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file))
+        sentences = self._cluster.shard(as_sentences(corpus_iterable, corpus_file), training=True)
         return encode(sentences, self.wv.key_to_index, self.workers, training.CHUNK_WORDS)
 
     def get_latest_training_loss(self) -> float:
