@@ -256,16 +256,8 @@ class Synchronizer:
         self.calls += 1
         self.seconds += time.perf_counter() - started
         if last:
-            logger.info(
-                "EPOCH %i: %i synchronisations (%s) took %.2fs, %.0f%% of rows sent, "
-                "%i bytes reduced",
-                position.epoch,
-                self.calls,
-                self.policy.mode,
-                self.seconds,
-                100 * self.rows_sent / self.calls,
-                self.bytes,
-            )
+            rows = 100 * self.rows_sent / self.calls
+            _log_epoch(position.epoch, self.calls, self.policy.mode, self.seconds, rows, self.bytes)
             self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
 
     def _reduce(self, tensor: torch.Tensor, what: str, wait: bool = True) -> Callable[[], None]:
@@ -385,14 +377,21 @@ class Lockstep:
         self.calls += 1
         self.seconds += time.perf_counter() - started
         if position.chunk == self.chunks_per_epoch:
-            logger.info(
-                "EPOCH %i: %i synchronisations (shared) took %.2fs, 0%% of rows sent, "
-                "0 bytes reduced",
-                position.epoch,
-                self.calls,
-                self.seconds,
-            )
+            _log_epoch(position.epoch, self.calls, "shared", self.seconds, 0.0, 0)
             self.calls, self.seconds = 0, 0.0
+
+
+def _log_epoch(epoch: int, calls: int, mode: str, seconds: float, rows: float, sent: int) -> None:
+    """Log an epoch's synchronisations (``benchmarks/bench_distributed.py`` reads the line)."""
+    logger.info(
+        "EPOCH %i: %i synchronisations (%s) took %.2fs, %.0f%% of rows sent, %i bytes reduced",
+        epoch,
+        calls,
+        mode,
+        seconds,
+        rows,
+        sent,
+    )
 
 
 def _add_rows(w: torch.Tensor, rows: slice | torch.Tensor, values: torch.Tensor) -> None:
