@@ -355,7 +355,7 @@ def test_sync_policy_is_checked():
     assert SyncPolicy().for_world(4).every_words == 2**13
 
 
-def test_cbow_on_several_ranks_trains_at_raised_rates_and_skip_gram_at_the_given_ones():
+def test_cbow_on_synchronising_ranks_trains_at_raised_rates_skip_gram_and_shared_at_given():
     schedule, cpu = Schedule(3, 0.05, 1e-4), torch.device("cpu")
     two = Cluster(0, 2, cpu, SyncPolicy().for_world(2))
     raised = two.rates(schedule, sg=False)
@@ -363,6 +363,8 @@ def test_cbow_on_several_ranks_trains_at_raised_rates_and_skip_gram_at_the_given
         (3, 0.065, 1.3e-4)
     )
     assert two.rates(schedule, sg=True) == schedule
+    two.shared = True  # as inside Cluster.shared_weights
+    assert two.rates(schedule, sg=False) == schedule
     assert Cluster(0, 2, cpu, SyncPolicy(cbow_alpha=1)).rates(schedule, sg=False) == schedule
     assert Cluster(0, 1, cpu, SyncPolicy()).rates(schedule, sg=False) == schedule
 

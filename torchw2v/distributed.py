@@ -365,10 +365,11 @@ class Cluster(OneProcess):
         return Position(start.epoch, start.chunk) if start and self.rank else start
 
     def rates(self, schedule: Schedule, sg: bool) -> Schedule:
-        """CBOW's learning rates times ``policy.cbow_alpha`` with several ranks
-        (:class:`SyncPolicy`); ``schedule`` itself otherwise."""
+        """CBOW's learning rates times ``policy.cbow_alpha`` on several ranks that
+        synchronise their own copies (:class:`SyncPolicy`); ``schedule`` itself otherwise,
+        and for ranks training shared weights (call it inside :meth:`shared_weights`)."""
         factor = self.policy.cbow_alpha
-        if self.world == 1 or sg or factor == 1:
+        if self.world == 1 or sg or factor == 1 or self.shared:
             return schedule
         logger.info("CBOW on %i ranks: learning rates %g times %s", self.world, factor, schedule)
         start, end = schedule.start_alpha * factor, schedule.end_alpha * factor

@@ -92,13 +92,14 @@ class SyncPolicy:
         with 2 ranks, where it keeps the scores and hides the all-reduce's latency; off with
         more, where it lost the model with 8 (``benchmarks/RESULTS.md``).
     cbow_alpha : float
-        CBOW with several ranks trains at this times the learning rates (start and end;
-        skip-gram at the rates given). At the one-process rates, 2 and 4 ranks lost 0.03-0.04
+        CBOW on several ranks that synchronise (not ``"shared"``) trains at this times the
+        learning rates (start and end; skip-gram at the rates given); 1 keeps the rates. At
+        the one-process rates, 2 and 4 ranks synchronising by ``"delta"`` lost 0.03-0.04
         WS353 and up to 1 analogy point on 4M tokens whatever the interval, the rows sent or
-        their scale, and 1.3 recovered it (``benchmarks/RESULTS.md``); 1 keeps the rates.
-        So with ``"shared"`` weights: at the one-process rates 2 ranks lost 0.014 WS353 on
-        4M tokens over 3 seeds (0.028 with seed 1), at 1.3 times them they scored 0.010
-        WS353 and 1.3 analogy points above one process.
+        their scale, and 1.3 recovered it (``benchmarks/RESULTS.md``). Ranks training
+        ``"shared"`` weights keep the rates: there 2 ranks scored as one process (4M
+        tokens, seeds 1-3: -0.0 analogy points, -0.012 WS353), and 1.3 times the rates
+        would put them above it only as it puts one process above itself (+1.2 points).
     """
 
     every_words: int | None = None
