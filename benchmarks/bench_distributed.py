@@ -242,7 +242,10 @@ def main(argv: list[str]) -> None:
 
 def write_json(path: Path, args: argparse.Namespace, tokens: int, runs: list[Run]) -> None:
     """Append each run, with the corpus size and settings, as one JSON line to ``path``."""
-    settings = {"tokens": tokens, "epochs": args.epochs, "cbow": args.cbow, "size": args.size}
+    settings = {
+        "tokens": tokens,
+        **{key: getattr(args, key) for key in ("epochs", "cbow", "size", "seed")},
+    }
     with path.open("a", encoding="utf-8") as out:
         for run in runs:
             line = {**settings, **asdict(run), "bytes_per_word": run.bytes_per_word}

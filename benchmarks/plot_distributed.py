@@ -1,9 +1,9 @@
 """Plot the distributed quality curve: analogy and WS353 against ranks, from
 ``bench_distributed.py --json`` lines.
 
-Each line of the plot is one objective and corpus size; a rank count of 1 is one process
-with all the threads. The shaded band is the done bar of issue 18: 1 analogy point and 0.02
-WS353 around one process.
+Each line of the plot is one objective and corpus size, each point the mean of its runs
+(seeds); a rank count of 1 is one process with all the threads. The shaded band is the done
+bar of issue 18: 1 analogy point and 0.02 WS353 around one process.
 
 Examples
 --------
@@ -25,17 +25,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 METRICS = (("analogy", "analogy accuracy", 0.01), ("ws353", "WS353 Spearman", 0.02))
 
 
-def read_curves(paths: list[Path]) -> dict[tuple[int, int], dict[int, dict]]:
-    """``{(cbow, tokens): {ranks: run}}``, the last run of each kind winning."""
-    curves: dict[tuple[int, int], dict[int, dict]] = defaultdict(dict)
+def read_curves(paths: list[Path]) -> dict[tuple[int, int], dict[int, dict[str, float]]]:
+    """``{(cbow, tokens): {ranks: {metric: mean over its runs}}}``."""
+    runs: dict[tuple[int, int, int], list[dict]] = defaultdict(list)
     for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
             run = json.loads(line)
-            curves[run["cbow"], run["tokens"]][run["ranks"]] = run
+            runs[run["cbow"], run["tokens"], run["ranks"]].append(run)
+    curves: dict[tuple[int, int], dict[int, dict[str, float]]] = defaultdict(dict)
+    for (cbow, tokens, ranks), same in runs.items():
+        means = {key: sum(run[key] for run in same) / len(same) for key, _, _ in METRICS}
+        curves[cbow, tokens][ranks] = means
     return curves
 
 
-def plot(curves: dict[tuple[int, int], dict[int, dict]], out: Path) -> None:
+def plot(curves: dict[tuple[int, int], dict[int, dict[str, float]]], out: Path) -> None:
     """Two panels, analogy and WS353 against ranks, one line per curve, its band shaded."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (key, title, bar) in zip(axes, METRICS):

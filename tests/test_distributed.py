@@ -201,7 +201,7 @@ def test_byte_ranges_read_every_line_exactly_once(ragged_file, world):
     assert [s for shard in shards for s in shard] == list(CorpusFile(ragged_file))
 
 
-@pytest.mark.parametrize("stripe", [7, 64, 10**6])  # 10**6: the file's halves, thirds
+@pytest.mark.parametrize("stripe", [7, 64, 100, 10**6])  # 10**6: the file's halves, thirds
 @pytest.mark.parametrize("world", [2, 3])
 def test_ranks_training_shared_weights_take_turns_at_stripes_of_the_file(
     ragged_file, world, stripe, monkeypatch
@@ -224,8 +224,12 @@ def test_ranks_training_shared_weights_take_turns_at_stripes_of_the_file(
         assert ids.tokens == sum(
             line.count("w1é") + line.count("w3é") for line in map(" ".join, shard)
         )
-    sizes = [shard.ranges[0][1] - shard.ranges[0][0] for shard in shards]
-    assert sizes == [min(stripe, -(-size // world))] * world
+    turns = {len(shard.ranges) for shard in shards}
+    assert len(turns) == 1  # as many stripes each, and as many bytes
+    owned = [sum(min(end, size) - start for start, end in shard.ranges) for shard in shards]
+    assert max(owned) - min(owned) < world * max(turns)
+    width = shards[0].ranges[0][1] - shards[0].ranges[0][0]  # about the stripe asked for
+    assert turns == {1} or stripe / 1.5 - 1 <= width <= 1.5 * stripe + 1
 
 
 @pytest.mark.parametrize("world", [2, 3])

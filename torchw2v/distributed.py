@@ -58,10 +58,12 @@ logger = logging.getLogger(__name__)
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _RANK_STRIDE = 1 << 40  # sentence numbers of contiguous shards: rank * stride + local number
-# Bytes of a training stripe: rank r trains stripes r, r + world, ... of a corpus file, so
-# that the ranks train nearby text at each moment, as one process's threads do. Halves of
-# the file instead (each rank its own part of the corpus) lost 0.026 WS353 with CBOW on 4M
-# tokens, over 3 seeds; 1 MB stripes, 0.008 (benchmarks/RESULTS.md).
+# About the bytes of a training stripe: rank r trains stripes r, r + world, ... of a corpus
+# file, so that the ranks train nearby text at each moment, as one process's threads do.
+# Halves of the file instead (each rank its own part of the corpus) lost 0.026 WS353 with
+# CBOW on 4M tokens, over 3 seeds; 1 MB stripes, 0.008 (benchmarks/RESULTS.md). The stripes
+# are sized so that every rank gets as many, of one size: a rank with one stripe more than
+# the others kept them waiting at every epoch's end (7% of its words, on 4M tokens).
 STRIPE_BYTES = 1 << 20
 
 
@@ -220,7 +222,8 @@ class Cluster(OneProcess):
             return RoundRobin(sentences, self.rank, self.world)
         size = os.path.getsize(sentences.path)
         if training and self.one_memory:
-            stripe = min(STRIPE_BYTES, -(-size // self.world))
+            turns = max(1, round(size / (self.world * STRIPE_BYTES)))  # stripes per rank
+            stripe = -(-size // (turns * self.world))
             starts = range(self.rank * stripe, size, self.world * stripe)
             return CorpusFileRanges(sentences.path, [(s, s + stripe) for s in starts])
         start, end = (size * r // self.world for r in (self.rank, self.rank + 1))
