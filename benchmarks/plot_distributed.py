@@ -57,7 +57,10 @@ def plot(curves: dict[tuple[int, int], dict[int, dict[str, float]]], out: Path) 
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("torchw2v distributed: quality against ranks (band: one process \u00b1 the bar)")
+    fig.suptitle(
+        "torchw2v distributed: quality against ranks, each point the mean of its runs "
+        "(band: one process \u00b1 the bar)"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 

@@ -223,7 +223,7 @@ class Cluster(OneProcess):
         size = os.path.getsize(sentences.path)
         if training and self.one_memory:
             turns = max(1, round(size / (self.world * STRIPE_BYTES)))  # stripes per rank
-            stripe = -(-size // (turns * self.world))
+            stripe = max(1, -(-size // (turns * self.world)))
             starts = range(self.rank * stripe, size, self.world * stripe)
             return CorpusFileRanges(sentences.path, [(s, s + stripe) for s in starts])
         start, end = (size * r // self.world for r in (self.rank, self.rank + 1))
