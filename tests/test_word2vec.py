@@ -105,6 +105,52 @@ def test_save_load_round_trip(trained, tmp_path):
     assert loaded.wv.most_similar("the", topn=5) == trained.wv.most_similar("the", topn=5)
 
 
+@pytest.mark.parametrize("suffix", [".gz", ".bz2"])
+def test_save_load_compressed(trained, tmp_path, suffix):
+    path = tmp_path / f"model.npz{suffix}"
+    trained.save(path)
+    with open(path, "rb") as raw:
+        assert raw.read(2) in (b"\x1f\x8b", b"BZ")  # compressed, as the extension says
+    loaded = torchw2v.Word2Vec.load(path, device="cpu")
+    assert np.array_equal(loaded.wv.vectors, trained.wv.vectors)
+    assert np.array_equal(loaded.syn1neg, trained.syn1neg)
+
+
+def test_gensim_model_saved_compressed_loads(small_corpus, tmp_path):
+    path = tmp_path / "gensim.model.gz"
+    theirs = gensim.models.Word2Vec(small_corpus[:200], vector_size=8, min_count=2, epochs=1)
+    theirs.save(str(path))
+    loaded = torchw2v.Word2Vec.load(path, device="cpu")
+    assert loaded.wv.index_to_key == theirs.wv.index_to_key
+    assert np.array_equal(loaded.wv.vectors, theirs.wv.vectors)
+
+
+def test_saved_files_get_the_umask_mode_or_keep_theirs(trained, tmp_path):
+    old = os.umask(0o022)
+    try:
+        trained.save(tmp_path / "model.npz")
+        trained.wv.save_word2vec_format(tmp_path / "gensim.txt")
+        torchw2v.save_word2vec_format(trained.wv, tmp_path / "ours.txt")
+    finally:
+        os.umask(old)
+    modes = {name: os.stat(tmp_path / name).st_mode & 0o777 for name in os.listdir(tmp_path)}
+    assert modes == {"model.npz": 0o644, "gensim.txt": 0o644, "ours.txt": 0o644}
+    os.chmod(tmp_path / "model.npz", 0o640)
+    trained.save(tmp_path / "model.npz")  # overwriting keeps the file's permissions
+    assert os.stat(tmp_path / "model.npz").st_mode & 0o777 == 0o640
+
+
+def test_untrained_model_saves_loads_and_trains(small_corpus, tmp_path):
+    empty = make(min_count=2)
+    assert len(empty.to_gensim().wv) == 0
+    empty.save(tmp_path / "untrained.npz")
+    loaded = torchw2v.Word2Vec.load(tmp_path / "untrained.npz", device="cpu")
+    assert len(loaded.wv) == 0
+    loaded.build_vocab(small_corpus)
+    loaded.train(small_corpus, total_examples=len(small_corpus), epochs=1)
+    assert len(loaded.wv) > 0 and np.isfinite(loaded.wv.vectors).all()
+
+
 def test_loaded_model_keeps_training(trained, small_corpus, tmp_path):
     path = tmp_path / "model.npz"
     trained.save(str(path))

@@ -7,10 +7,13 @@ crash leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +39,22 @@ def write_model(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.nda
     header = {"format": FORMAT, "version": FORMAT_VERSION, **meta}
     payload = {"meta": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays}
     with atomic_open(path) as out:
-        np.savez(out, **payload)
+        np.savez(_ForwardOnly(out), **payload)
+
+
+class _ForwardOnly(io.RawIOBase):
+    """``out`` as a stream that cannot seek, so that ``zipfile`` writes it in one pass: a
+    compressed stream (``.gz``) says it can seek but cannot seek back."""
+
+    def __init__(self, out: IO[bytes]):
+        super().__init__()
+        self.out = out
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self.out.write(data)
 
 
 @contextmanager
@@ -72,6 +90,7 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     # the temporary name ends with the target's extension, so smart-open compresses alike
     fd, tmp = tempfile.mkstemp(prefix=".torchw2v-", suffix=".tmp" + Path(path).suffix, dir=folder)
     try:
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp's 0600, not what open() would give
         try:
             with smart_open(tmp, "wb") as out:
                 yield out
@@ -82,6 +101,16 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _new_file_mode(path: str) -> int:
+    """The permissions ``path`` keeps if it exists, else those ``open`` gives a new file."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -128,8 +157,11 @@ def is_pickle(path: str | Path) -> bool:
     path = str(path)
     if "://" not in path and not os.path.isfile(path):
         return False
-    with smart_open(path, "rb", compression="disable") as src:
-        return src.read(1) == b"\x80"
+    try:  # a gensim model saved as .gz or .bz2 is a compressed pickle
+        with smart_open(path, "rb") as src:
+            return src.read(1) == b"\x80"
+    except (OSError, EOFError, ValueError, zlib.error):  # not what its extension says
+        return False
 
 
 def exists(path: str | Path) -> bool:

@@ -220,8 +220,8 @@ def state(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "vectors": model.wv.vectors,
         "syn1neg": model.syn1neg,
         "syn1": model.syn1,
-        "counts": model.wv.expandos["count"],
-        "sample_int": model.wv.expandos["sample_int"],
+        "counts": model.wv.expandos.get("count", np.zeros(0, np.int64)),  # none before
+        "sample_int": model.wv.expandos.get("sample_int", np.zeros(0, np.uint32)),  # build_vocab
         "cum_table": model.cum_table,
         "vectors_lockf": model.wv.vectors_lockf,
     }
