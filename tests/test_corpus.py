@@ -252,6 +252,32 @@ def test_non_utf8_corpus_file(tmp_path, compress):
         ours(corpus_file=path, min_count=1)
 
 
+def _truncated_gz(text: bytes) -> bytes:
+    return gzip.compress(text)[:-20]
+
+
+def _garbled_gz(text: bytes) -> bytes:
+    data = bytearray(gzip.compress(text))
+    data[20:60] = bytes(b ^ 0x5A for b in data[20:60])
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("cut.txt.gz", _truncated_gz),
+        ("garbled.txt.gz", _garbled_gz),
+        ("plain.txt.bz2", lambda text: text),
+        ("cut.txt.bz2", lambda text: bz2.compress(text)[:-10]),
+    ],
+)
+def test_a_damaged_compressed_corpus_file_is_named(tmp_path, name, damage):
+    path = tmp_path / name
+    path.write_bytes(damage(b"the quick brown fox jumps over the lazy dog\n" * 500))
+    with pytest.raises(ValueError, match=f"corpus_file .*{name}.* is truncated or is not"):
+        ours(min_count=1).build_vocab(corpus_file=path)
+
+
 def test_utf8_corpus_file_keeps_non_ascii_words(tmp_path):
     path = tmp_path / "utf8.txt"
     path.write_text("caf\u00e9 na\u00efve \u6f22\u5b57\n" * 3, encoding="utf-8")

@@ -210,6 +210,16 @@ def test_from_gensim_continues_training_in_torchw2v(small_corpus, assert_same_vo
     assert not np.array_equal(ours.wv.vectors, theirs.wv.vectors)
 
 
+def test_from_gensim_refuses_what_is_not_a_gensim_word2vec(small_corpus):
+    theirs = gensim.models.Word2Vec(small_corpus, min_count=2, vector_size=8, epochs=1)
+    with pytest.raises(TypeError, match=r"KeyedVectors hold no training state"):
+        torchw2v.Word2Vec.from_gensim(theirs.wv)
+    with pytest.raises(TypeError, match=r"not torchw2v\.word2vec\.Word2Vec$"):
+        torchw2v.Word2Vec.from_gensim(make(small_corpus, min_count=2, epochs=1))
+    with pytest.raises(TypeError, match=r"not builtins\.NoneType$"):
+        torchw2v.Word2Vec.from_gensim(None)
+
+
 def test_load_reads_a_model_saved_by_gensim(small_corpus, tmp_path):
     theirs = gensim.models.Word2Vec(
         small_corpus, sg=0, hs=1, negative=0, min_count=2, vector_size=16, epochs=1
@@ -252,6 +262,11 @@ def test_predict_output_word_and_score(wiki_head):
     assert len(predicted) == 5 and all(0 < p < 1 for _, p in predicted)
     scores = model.score([["the", "city", "of", "paris"], ["of", "the", "the", "of"]])
     assert scores.shape == (2,) and np.isfinite(scores).all() and (scores < 0).all()
+
+
+def test_predict_output_word_before_build_vocab_says_so():
+    with pytest.raises(RuntimeError, match="no vocabulary yet: call build_vocab"):
+        torchw2v.Word2Vec(vector_size=8).predict_output_word(["a", "b"])
 
 
 def test_estimate_memory_is_gensims(small_corpus):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -116,6 +117,30 @@ def test_save_load_compressed(trained, tmp_path, suffix):
     assert np.array_equal(loaded.syn1neg, trained.syn1neg)
 
 
+def test_save_load_through_open_binary_files(trained, tmp_path):
+    path = tmp_path / "model.npz"
+    with open(path, "wb") as out:
+        trained.save(out)
+        assert not out.closed
+    with open(path, "rb") as src:
+        loaded = torchw2v.Word2Vec.load(src, device="cpu")
+        assert not src.closed
+    assert np.array_equal(loaded.wv.vectors, trained.wv.vectors)
+    buffer = io.BytesIO()
+    trained.save(buffer)
+    buffer.seek(0)
+    assert torchw2v.Word2Vec.load(buffer, device="cpu").wv.index_to_key == trained.wv.index_to_key
+
+
+def test_save_load_refuse_text_files(trained, tmp_path):
+    with open(tmp_path / "model.npz", "w") as out:
+        with pytest.raises(TypeError, match="text file: open the model file in binary mode"):
+            trained.save(out)
+    with open(tmp_path / "model.npz") as src:
+        with pytest.raises(TypeError, match="binary mode"):
+            torchw2v.Word2Vec.load(src, device="cpu")
+
+
 def test_gensim_model_saved_compressed_loads(small_corpus, tmp_path):
     path = tmp_path / "gensim.model.gz"
     theirs = gensim.models.Word2Vec(small_corpus[:200], vector_size=8, min_count=2, epochs=1)
@@ -198,6 +223,12 @@ def test_save_into_missing_folder(trained, tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_save_where_no_file_can_be_made_names_the_target(trained):
+    with pytest.raises(OSError, match=r"cannot save to '/proc/model\.npz': cannot create files"):
+        trained.save("/proc/model.npz")
+
+
 def test_save_onto_a_folder(trained, tmp_path):
     with pytest.raises(IsADirectoryError, match="is a folder"):
         trained.save(tmp_path)
@@ -276,8 +307,14 @@ def edit(changes):
         (None, lambda a: {k: v for k, v in a.items() if k != "syn1neg"}, "has no syn1neg array"),
         (None, lambda a: {**a, "vectors": a["vectors"] * np.nan}, "vectors holds NaN"),
         (None, lambda a: {**a, "vectors_lockf": a["vectors_lockf"] * np.inf}, "lockf holds NaN"),
+        (lambda info: [info], None, "not a torchw2v model file"),
+        (edit({"version": "1"}), None, "format version is '1', not a number"),
+        (edit({"version": None}), None, "format version is None"),
     ],
-    ids=["state", "state name", "words", "word types", "missing array", "nan", "inf lockf"],
+    ids=[
+        *("state", "state name", "words", "word types", "missing array", "nan", "inf lockf"),
+        *("meta list", "version string", "version null"),
+    ],
 )
 def test_load_garbled_model_file(trained, tmp_path, meta, arrays, message):
     trained.save(tmp_path / "model.npz")
@@ -502,6 +539,12 @@ def test_every_engine_stops_a_divergence_naming_the_alpha_given(small_corpus, en
     message = r"^training diverged to NaN/inf; the learning rate alpha=1e\+06 .*alpha=100000\)$"
     with pytest.raises(FloatingPointError, match=message):
         make(small_corpus[:50], min_count=1, alpha=1e6, engine=engine, **objective)
+
+
+def test_divergence_from_a_huge_min_alpha_names_min_alpha(small_corpus):
+    message = r"the learning rate min_alpha=1e\+06 .*\(e\.g\. min_alpha=100000\)$"
+    with pytest.raises(FloatingPointError, match=message):
+        make(small_corpus[:50], min_count=1, min_alpha=1e6, epochs=2)
 
 
 @pytest.mark.parametrize("matrix", ["syn1neg", "syn1"])

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import lzma
 import math
 import os
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +87,14 @@ class CorpusFile:
                         tokens = []
         except UnicodeDecodeError as err:
             raise _not_utf8(self.path, err) from None
+        except (EOFError, zlib.error, lzma.LZMAError, OSError) as err:
+            if isinstance(err, OSError) and err.errno is not None:  # a real I/O error
+                raise
+            raise ValueError(  # the decompressor's: gzip, bz2 and lzma errors carry no errno
+                f"corpus_file {self.path!r} is truncated or is not the compressed data its "
+                f"extension says ({err}); copy or compress it again, or rename it if it is "
+                "plain text"
+            ) from None
 
     def _pieces(self, stream: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
         """The lines of ``stream`` that start in the byte range (all of them by default), in

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,8 +26,13 @@ FORMAT = "torchw2v-model"
 FORMAT_VERSION = 1
 
 
-def write_model(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def write_model(
+    path: str | Path | IO[bytes], meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> None:
     """Write ``meta`` (JSON-serialisable) and ``arrays`` to ``path`` atomically.
+
+    ``path`` may be a file opened for binary writing: the model is written where it stands
+    (not atomically) and the file is left open.
 
     Raises
     ------
@@ -35,11 +40,23 @@ def write_model(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.nda
         The folder of a local ``path`` does not exist.
     IsADirectoryError
         A local ``path`` is a folder.
+    TypeError
+        ``path`` is a file opened in text mode.
     """
     header = {"format": FORMAT, "version": FORMAT_VERSION, **meta}
     payload = {"meta": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays}
+    if _is_handle(path):  # the caller's open file: written where it stands, not atomically
+        np.savez(_ForwardOnly(path), **payload)
+        return
     with atomic_open(path) as out:
         np.savez(_ForwardOnly(out), **payload)
+
+
+def _is_handle(target: Any) -> bool:
+    """Whether ``target`` is an open file rather than a path; raise if it is a text one."""
+    if isinstance(target, io.TextIOBase):
+        raise TypeError(f"{target!r} is a text file: open the model file in binary mode ('b')")
+    return hasattr(target, "write") or hasattr(target, "read")
 
 
 class _ForwardOnly(io.RawIOBase):
@@ -88,7 +105,14 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save to {path!r}: folder {folder!r} does not exist")
     # the temporary name ends with the target's extension, so smart-open compresses alike
-    fd, tmp = tempfile.mkstemp(prefix=".torchw2v-", suffix=".tmp" + Path(path).suffix, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=".torchw2v-", suffix=".tmp" + Path(path).suffix, dir=folder
+        )
+    except OSError as err:  # it names the temporary file, not the one asked for
+        raise type(err)(
+            err.errno, f"cannot save to {path!r}: cannot create files in {folder!r}: {err.strerror}"
+        ) from None
     try:
         os.chmod(tmp, _new_file_mode(path))  # mkstemp's 0600, not what open() would give
         try:
@@ -113,8 +137,10 @@ def _new_file_mode(path: str) -> int:
         return 0o666 & ~umask
 
 
-def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_model(path: str | Path | IO[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a file written by :func:`write_model`; return its metadata and arrays.
+
+    ``path`` may be a file opened for binary reading (left open).
 
     Raises
     ------
@@ -122,16 +148,19 @@ def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
         No such file.
     IsADirectoryError
         ``path`` is a folder.
+    TypeError
+        ``path`` is a file opened in text mode.
     ValueError
         The file is not a torchw2v model, or is truncated or corrupted.
     """
-    path = str(path)
-    if "://" not in path and os.path.isdir(path):
-        raise IsADirectoryError(f"{path!r} is a folder, not a model file; pass the model's path")
-    if "://" not in path and not os.path.isfile(path):
+    handle = path if _is_handle(path) else None
+    path = str(getattr(handle, "name", "the open file")) if handle else str(path)
+    if not handle and "://" not in path and os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a folder, not a model file; pass its path")
+    if not handle and "://" not in path and not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     try:
-        with smart_open(path, "rb") as src:
+        with nullcontext(handle) if handle else smart_open(path, "rb") as src:
             npz = np.load(src, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise ValueError("it holds a single array, not an .npz archive")
@@ -143,9 +172,14 @@ def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
             f"{path!r} is not a readable torchw2v model file ({type(err).__name__}: {err}); "
             "it may be truncated or corrupted: save the model again"
         ) from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a torchw2v model file")
-    if meta.get("version", 0) > FORMAT_VERSION:
+    if type(meta.get("version")) is not int:
+        raise ValueError(
+            f"{path!r} is not a readable torchw2v model file: its format version is "
+            f"{meta.get('version')!r}, not a number; it may be corrupted: save the model again"
+        )
+    if meta["version"] > FORMAT_VERSION:
         raise ValueError(
             f"{path!r} was written by a newer torchw2v (format {meta['version']}); upgrade torchw2v"
         )

@@ -81,6 +81,10 @@ def check_training_state(model: Any) -> None:
         Naming what is missing and the fix.
     """
     wv, words = model.wv, len(model.wv)
+    if not words and "count" not in wv.expandos:
+        raise RuntimeError(
+            "the model has no vocabulary yet: call build_vocab (and train) before using it"
+        )
     missing = [name for name in ("count", "sample_int") if name not in wv.expandos]
     for name, used in (("syn1neg", model.negative), ("syn1", model.hs)):
         if used and len(getattr(model, name)) != words:

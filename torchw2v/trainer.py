@@ -308,7 +308,8 @@ def fit(
     Raises
     ------
     FloatingPointError
-        Training diverged; the message names ``schedule.start_alpha`` and a smaller one.
+        Training diverged; the message names the larger of the schedule's rates and a smaller
+        one.
     """
     start = hooks.share_start(start)
     with hooks.shared_weights(model):
@@ -355,7 +356,7 @@ def _fit(
     on_chunk_end = hooks.chunk_end(weights, trainer.chunks_per_epoch, (counts, counts, None), saver)
 
     def epoch_ends(report: EpochReport) -> None:
-        _epoch_ends(model, hooks.sum_report(report), schedule.start_alpha)
+        _epoch_ends(model, hooks.sum_report(report), schedule)
         hooks.wait_for_ranks()
 
     try:
@@ -368,7 +369,7 @@ def _fit(
             on_chunk_end=on_chunk_end,
         )
     except FloatingPointError:  # an engine names the rate of its chunk: name the user's
-        raise divergence_error(schedule.start_alpha) from None
+        raise _diverged(schedule) from None
     for callback in model.callbacks:
         callback.on_train_end(model)
     elapsed = time.perf_counter() - started
@@ -392,11 +393,18 @@ def _epoch_begins(model: Any) -> None:
         callback.on_epoch_begin(model)
 
 
-def _epoch_ends(model: Any, report: EpochReport, alpha: float) -> None:
+def _diverged(schedule: Schedule) -> FloatingPointError:
+    """The divergence error naming the user's larger rate, alpha or min_alpha."""
+    if schedule.end_alpha > schedule.start_alpha:
+        return divergence_error(schedule.end_alpha, name="min_alpha")
+    return divergence_error(schedule.start_alpha)
+
+
+def _epoch_ends(model: Any, report: EpochReport, schedule: Schedule) -> None:
     """Bring the weights to the host, check them, record the loss, call the callbacks."""
     sync_to_host(model)
     if not all(np.isfinite(w).all() for w in (model.wv.vectors, model.syn1neg, model.syn1)):
-        raise divergence_error(alpha)
+        raise _diverged(schedule)
     model.epoch_loss = report.stats.loss
     model.running_training_loss += report.stats.loss
     for callback in model.callbacks:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -306,7 +306,9 @@ def check_metadata(meta: Any, source: str) -> None:
         )
 
 
-def load(cls: type, fname: str | Path, device: str | torch.device | None, **kwargs: Any) -> Any:
+def load(
+    cls: type, fname: str | Path | IO[bytes], device: str | torch.device | None, **kwargs: Any
+) -> Any:
     """A ``cls`` model from a file of torchw2v's ``save`` or gensim's (see ``Word2Vec.load``)."""
     if persistence.is_pickle(fname):
         model = safe_pickle.load_gensim(fname, **kwargs)
@@ -317,7 +319,7 @@ def load(cls: type, fname: str | Path, device: str | torch.device | None, **kwar
             )
         return from_gensim(cls, model, device)
     meta, arrays = persistence.read_model(fname)
-    return from_state(cls, meta, arrays, device, repr(str(fname)))
+    return from_state(cls, meta, arrays, device, repr(str(getattr(fname, "name", fname))))
 
 
 # ---------------------------------------------------------------------- gensim models
@@ -343,6 +345,16 @@ def to_gensim(model: Any) -> GensimWord2Vec:
 
 def from_gensim(cls: type, model: Any, device: str | torch.device | None = None) -> Any:
     """A ``cls`` model continuing from a gensim ``Word2Vec`` (see ``Word2Vec.from_gensim``)."""
+    if not isinstance(model, GensimWord2Vec):
+        hint = (
+            "; KeyedVectors hold no training state: load the full model gensim saved"
+            if isinstance(model, KeyedVectors)
+            else ""
+        )
+        raise TypeError(
+            "from_gensim needs a gensim.models.Word2Vec, not "
+            f"{type(model).__module__}.{type(model).__qualname__}{hint}"
+        )
     if type(model) is not GensimWord2Vec:
         logger.warning(
             "%s is a gensim %s: its word vectors and output weights go on as a Word2Vec; "
@@ -376,10 +388,12 @@ class GensimInterop:
     """What ``torchw2v.Word2Vec`` shares with gensim's ``Word2Vec``: model files, conversions
     both ways, and gensim's own methods, run on this model's weights."""
 
-    def save(self, fname_or_handle: str | Path, **kwargs: Any) -> None:
+    def save(self, fname_or_handle: str | Path | IO[bytes], **kwargs: Any) -> None:
         """Save the whole model (settings, vocabulary, weights, training state) atomically.
 
-        The file is an ``.npz`` archive with JSON metadata; loading it never runs code.
+        The file is an ``.npz`` archive with JSON metadata; loading it never runs code. A
+        path ending ``.gz`` or ``.bz2`` is compressed; a file opened in binary mode is
+        written where it stands (not atomically) and left open.
         Callbacks, ``trim_rule`` and ``hashfxn`` are not saved. In distributed training only
         rank 0 writes; on the other ranks this does nothing.
         """
@@ -389,7 +403,7 @@ class GensimInterop:
 
     @_class_only
     def load(
-        cls, fname: str | Path, device: str | torch.device | None = None, **kwargs: Any
+        cls, fname: str | Path | IO[bytes], device: str | torch.device | None = None, **kwargs: Any
     ) -> Any:
         """Load a model written by :meth:`save`, or by gensim's ``Word2Vec.save``.
 
@@ -399,8 +413,8 @@ class GensimInterop:
 
         Parameters
         ----------
-        fname : str or pathlib.Path
-            The model file.
+        fname : str, pathlib.Path or binary file
+            The model file (gensim's, by its path only).
         device : str or torch.device, optional
             Where to train next; default CUDA when available.
         **kwargs
@@ -435,6 +449,11 @@ class GensimInterop:
             only the word vectors and output weights are taken, with a warning.
         device : str or torch.device, optional
             Where to train next; default CUDA when available.
+
+        Raises
+        ------
+        TypeError
+            ``model`` is not a gensim ``Word2Vec`` (or a subclass).
         """
         return from_gensim(cls, model, device)
 

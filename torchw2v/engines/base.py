@@ -195,7 +195,7 @@ class Engine(Protocol):
         ...
 
 
-def divergence_error(alpha: float, where: str = "") -> FloatingPointError:
+def divergence_error(alpha: float, where: str = "", name: str = "alpha") -> FloatingPointError:
     """The error every engine raises when training diverges to NaN or infinity.
 
     Parameters
@@ -204,11 +204,13 @@ def divergence_error(alpha: float, where: str = "") -> FloatingPointError:
         The learning rate in force when the divergence was seen.
     where : str, optional
         Where it was seen, e.g. ``"in epoch 3"``.
+    name : str, optional
+        The setting that gave the rate (``"min_alpha"`` when it is the larger).
     """
     place = f" {where}" if where else ""
     return FloatingPointError(
-        f"training diverged to NaN/inf{place}; the learning rate alpha={alpha:g} is too high "
-        f"for this corpus: lower it (e.g. alpha={alpha / 10:g})"
+        f"training diverged to NaN/inf{place}; the learning rate {name}={alpha:g} is too high "
+        f"for this corpus: lower it (e.g. {name}={alpha / 10:g})"
     )
 
 
