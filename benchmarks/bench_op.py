@@ -40,9 +40,9 @@ def capture(args: argparse.Namespace) -> None:
     """Train on ``args.corpus`` and save the ``args.chunk``-th chunk the op is given."""
     train_chunk = compiled.CompiledEngine.train_chunk
 
-    def save_then_stop(engine, ids, offsets, alpha_start, alpha_end):
+    def save_then_stop(engine, ids, offsets, alpha_start, alpha_end, first_sentence=0):
         if engine.calls < args.chunk:
-            return train_chunk(engine, ids, offsets, alpha_start, alpha_end)
+            return train_chunk(engine, ids, offsets, alpha_start, alpha_end, first_sentence)
         weights = {n: getattr(engine, n).clone() for n in ("syn0", "syn1neg", "syn1")}
         tables = ("sample_int", "cum_table", "points", "codes", "lengths")
         tables = {n: getattr(engine, n) for n in tables}

@@ -15,6 +15,7 @@ from reference import Draws, gensim_paths, huffman_tables, reference_train, unig
 
 from torchw2v.engines import compiled
 from torchw2v.engines.base import ChunkStats, EngineConfig, EngineWeights, SamplingTables
+from torchw2v.trainer import chunk_part
 
 if not compiled.is_available():  # pragma: no cover - depends on the machine's toolchain
     pytest.skip(
@@ -100,22 +101,18 @@ def replay_draws(
     seed,
     workers=1,
 ):
-    """The op's draws (its random stream, worker by worker) and each center's learning rate."""
+    """The op's draws (each sentence's random stream, worker by worker) and each center's
+    learning rate."""
     cum = np.asarray(cum_table, dtype=np.int64)
     negative = mode.negative
     table_end = int(cum[-1]) if negative > 0 else 1
-    base = _splitmix64(seed & MASK64)
+    span = float(offsets[-1]) if offsets[-1] > 0 else 1.0
     bounds = _split(offsets, workers)
     kept_ids, starts, reaches, negatives, alphas = [], [], [], [], []
     for w in range(len(bounds) - 1):
-        rng = _Lcg(_splitmix64((base + w) & MASK64))
-        s_lo, s_hi = bounds[w], bounds[w + 1]
-        tok_lo, tok_hi = int(offsets[s_lo]), int(offsets[s_hi])
-        span = float(tok_hi - tok_lo) if tok_hi > tok_lo else 1.0
-        for s in range(s_lo, s_hi):
-            alpha = np.float32(
-                alpha_start + (alpha_end - alpha_start) * (int(offsets[s]) - tok_lo) / span
-            )
+        for s in range(bounds[w], bounds[w + 1]):
+            rng = _Lcg(_splitmix64((seed + s) & MASK64))
+            alpha = np.float32(alpha_start + (alpha_end - alpha_start) * int(offsets[s]) / span)
             kept = [int(t) for t in ids[offsets[s] : offsets[s + 1]] if rng.next() < sample_int[t]]
             n = len(kept)
             if n < 2:  # no draws for a sentence without a pair
@@ -382,6 +379,39 @@ def train_both(small, mode, window, shrink, workers, vectors, alpha, seed):
     assert (stats.words, stats.pairs) == (want.words, want.pairs)
     assert 0 < stats.words < len(ids)  # some tokens were subsampled away
     return stats, want, ref
+
+
+@pytest.mark.parametrize("mode", [SG_NS, CBOW_NS, SG_HS, CBOW_HS_NS], ids=mode_id)
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_a_chunk_trained_part_by_part_is_the_chunk_trained_whole(small, mode, parts):
+    """Each sentence draws from its own stream at the chunk's rate for it: parts passed with
+    their first sentence (as ranks pass theirs) train what one call does, and threads draw
+    as one thread does."""
+    vocab, ids, offsets, sample_int, cum_table, huffman = small
+    tables = {"huffman": huffman if mode.hs else None, "mode": mode, "seed": 2**63 - 5}
+    whole = start_vectors(vocab, 12, mode)
+    stats = run_op(whole[0], whole[1], ids, offsets, sample_int, cum_table, syn1=whole[2], **tables)
+    cut = start_vectors(vocab, 12, mode)
+    words = pairs = 0
+    for part in range(parts):
+        part_ids, part_offsets, alpha_start, alpha_end, first = chunk_part(
+            ids, offsets, 0.05, 0.01, part, parts
+        )
+        assert first == int(torch.searchsorted(offsets, len(ids) * part // parts))
+        seed = (tables["seed"] + first + 2**63) % 2**64 - 2**63  # chunk_seed's sum, mod 2**64
+        got = run_op(
+            cut[0], cut[1], part_ids, part_offsets, sample_int, cum_table, syn1=cut[2],
+            **{**tables, "seed": seed}, alpha_start=alpha_start, alpha_end=alpha_end,
+        )  # fmt: skip
+        words, pairs = words + got.words, pairs + got.pairs
+    assert (words, pairs) == (stats.words, stats.pairs)
+    for mine, theirs in zip(cut, whole, strict=True):
+        if theirs is not None:
+            np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
+    threads = start_vectors(vocab, 12, mode)
+    raced = run_op(threads[0], threads[1], ids, offsets, sample_int, cum_table, syn1=threads[2],
+                   **tables, workers=parts)  # fmt: skip
+    assert (raced.words, raced.pairs) == (stats.words, stats.pairs)
 
 
 def check_against_reference(small, mode, dim, window, shrink, workers):

@@ -125,30 +125,6 @@ class CorpusFile:
         return f"CorpusFile({self.path!r})"
 
 
-class CorpusFileRanges:
-    """The lines of several byte ranges of one plain local file, range after range (each
-    read as :class:`CorpusFile` reads its range): a distributed rank's stripes of a corpus
-    file (:meth:`torchw2v.distributed.Cluster.shard`).
-
-    Parameters
-    ----------
-    path : str
-        The file to read.
-    ranges : sequence of (int, int)
-        ``[start, end)`` byte ranges in file order.
-    """
-
-    def __init__(self, path: str, ranges: Sequence[tuple[int, int]]):
-        self.path, self.ranges = path, list(ranges)
-
-    def __iter__(self) -> Iterator[list[str]]:
-        for start, end in self.ranges:
-            yield from CorpusFile(self.path, start, end)
-
-    def __repr__(self) -> str:
-        return f"CorpusFileRanges({self.path!r}, {len(self.ranges)} ranges)"
-
-
 def _skip_line(stream: IO[bytes]) -> int:
     """Read ``stream`` to the end of its current line, a piece at a time; the bytes read."""
     skipped = 0
@@ -177,21 +153,18 @@ def seekable(path: str) -> bool:
 
 def _compiled_spans(sentences: Iterable) -> list[tuple[int, int]] | None:
     """The byte ranges ``[start, end)`` in which the compiled reader reads ``sentences``, in
-    order, or None if it cannot (not a plain local :class:`CorpusFile` or
-    :class:`CorpusFileRanges`, or the reader unavailable)."""
+    order, or None if it cannot (not a plain local :class:`CorpusFile`, or the reader
+    unavailable)."""
     if not (
-        isinstance(sentences, CorpusFile | CorpusFileRanges)
+        isinstance(sentences, CorpusFile)
         and seekable(sentences.path)
         and os.path.isfile(sentences.path)
         and corpus_compiled.is_available()
     ):
         return None
     size = os.path.getsize(sentences.path)
-    if isinstance(sentences, CorpusFileRanges):
-        ranges = sentences.ranges
-    else:
-        ranges = [(sentences.start, size if sentences.end is None else sentences.end)]
-    return [(min(start, size), min(end, size)) for start, end in ranges]
+    end = size if sentences.end is None else sentences.end
+    return [(min(sentences.start, size), min(end, size))]
 
 
 def _compiled_ranges(sentences: Iterable, workers: int) -> list[tuple[int, int]] | None:
@@ -671,7 +644,7 @@ def encode(
     """A corpus as word ids against an existing vocabulary, unknown words dropped, streamed
     (:class:`StreamedCorpus`, first planned for chunks of ``chunk_words`` tokens).
 
-    A plain local :class:`CorpusFile` or :class:`CorpusFileRanges` is read by the compiled
+    A plain local :class:`CorpusFile` is read by the compiled
     reader on ``workers`` threads when the ids of ``key_to_index`` are ``0, 1, ...`` in its
     order (as ``wv.key_to_index``); anything else is encoded in Python.
 

@@ -5,10 +5,11 @@ command, which goes distributed by itself when ``torchrun`` starts more than one
 joins the process group that ``torchrun`` describes in the environment: gloo on CPU, NCCL on
 CUDA, where rank ``r`` trains on ``cuda:LOCAL_RANK``.
 
-- **Shards.** Each rank reads its own part of the corpus. A plain local ``corpus_file`` is
-  cut into byte ranges, one per rank (a line belongs to the range holding its first byte, as
-  gensim's ``corpus_file`` mode splits work among its threads); compressed or remote files
-  and iterables are dealt out sentence by sentence (sentence ``i`` to rank ``i % world``).
+- **Shards.** To count words, each rank reads its own part of the corpus. A plain local
+  ``corpus_file`` is cut into byte ranges, one per rank (a line belongs to the range holding
+  its first byte, as gensim's ``corpus_file`` mode splits work among its threads);
+  compressed or remote files and iterables are dealt out sentence by sentence (sentence
+  ``i`` to rank ``i % world``). Ranks on different machines train on those parts too.
 - **Vocabulary.** Each rank counts its shard; the counts and each word's first occurrence
   are all-gathered and merged in corpus order, so every rank builds the vocabulary of the
   whole corpus, equal to gensim's (``max_vocab_size`` pruning, when set, prunes per rank).
@@ -17,7 +18,10 @@ CUDA, where rank ``r`` trains on ``cuda:LOCAL_RANK``.
   words done by all ranks together.
 - **Shared weights.** Ranks that all run on one machine train one copy of the weights in
   shared memory (:meth:`Cluster.shared_weights`), as one process's threads do, and wait for
-  each other only at epoch ends and around rank 0's checkpoints.
+  each other only at epoch ends and around rank 0's checkpoints. Each reads the whole
+  corpus, cut into one process's chunks, and trains its token share of every chunk
+  (:attr:`Cluster.share`) with one process's random draws and rates: the ranks train what
+  one process with as many threads trains, sentence for sentence.
 - **Synchronisation.** Otherwise, after every chunk the ranks add up the changes they made
   to the rows due (:mod:`torchw2v.synchronizer`): with 2 ranks, frequent words' rows at
   every synchronisation and rarer ones less often, the all-reduce running while the next
@@ -49,22 +53,15 @@ import torch
 import torch.distributed as dist
 
 from . import shared_memory
-from .corpus import CorpusFile, CorpusFileRanges, ScannedCorpus, StreamedCorpus, seekable
+from .corpus import CorpusFile, ScannedCorpus, StreamedCorpus, seekable
 from .synchronizer import Lockstep, Synchronizer, SyncPolicy
-from .trainer import CHUNK_WORDS, ChunkPlan, EpochReport, OneProcess, Position, Schedule
+from .trainer import ChunkPlan, EpochReport, OneProcess, Position, Schedule
 from .weights import bind_tensors
 
 logger = logging.getLogger(__name__)
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _RANK_STRIDE = 1 << 40  # sentence numbers of contiguous shards: rank * stride + local number
-# About the bytes of a training stripe: rank r trains stripes r, r + world, ... of a corpus
-# file, so that the ranks train nearby text at each moment, as one process's threads do.
-# Halves of the file instead (each rank its own part of the corpus) lost 0.026 WS353 with
-# CBOW on 4M tokens, over 3 seeds; 1 MB stripes, 0.008 (benchmarks/RESULTS.md). The stripes
-# are sized so that every rank gets as many, of one size: a rank with one stripe more than
-# the others kept them waiting at every epoch's end (7% of its words, on 4M tokens).
-STRIPE_BYTES = 1 << 20
 
 
 class RankFailure(ConnectionError):
@@ -213,19 +210,14 @@ class Cluster(OneProcess):
     # ------------------------------------------------------------------ corpus and vocabulary
 
     def shard(self, sentences: Iterable[list[str]], training: bool = False) -> Iterable[list[str]]:
-        """This rank's part of a corpus: a byte range of a plain local file (to train
-        shared weights on, its stripes of :data:`STRIPE_BYTES`, the ranks' stripes taking
-        turns), else every ``world``-th sentence."""
-        if self.world == 1:
+        """This rank's part of a corpus: a byte range of a plain local file, else every
+        ``world``-th sentence; to train on, all of it for ranks on one machine (they train
+        their :attr:`share` of each chunk)."""
+        if self.world == 1 or (training and self.one_memory):
             return sentences
         if not (isinstance(sentences, CorpusFile) and seekable(sentences.path)):
             return RoundRobin(sentences, self.rank, self.world)
         size = os.path.getsize(sentences.path)
-        if training and self.one_memory:
-            turns = max(1, round(size / (self.world * STRIPE_BYTES)))  # stripes per rank
-            stripe = max(1, -(-size // (turns * self.world)))
-            starts = range(self.rank * stripe, size, self.world * stripe)
-            return CorpusFileRanges(sentences.path, [(s, s + stripe) for s in starts])
         start, end = (size * r // self.world for r in (self.rank, self.rank + 1))
         return CorpusFile(sentences.path, start, end)
 
@@ -257,16 +249,24 @@ class Cluster(OneProcess):
         return count if self.world == 1 else int(self._sum(np.array([count]))[0])
 
     def seed(self, seed: int) -> int:
-        """This rank's engine seed: distinct random streams on every rank."""
-        return seed + self.rank * 2**32
+        """This rank's engine seed: distinct random streams on every rank, except where
+        every rank reads the whole corpus (each sentence's stream is then one process's)."""
+        return seed if self.one_memory else seed + self.rank * 2**32
+
+    @property
+    def share(self) -> tuple[int, int]:
+        """The part of each chunk this rank trains, of how many (:class:`Trainer`'s share):
+        its token share where every rank reads the whole corpus (one machine), else all."""
+        return (self.rank, self.world) if self.one_memory else (0, 1)
 
     def plan(self, corpus: StreamedCorpus) -> ChunkPlan | None:
         """Chunks in lockstep: the same number on every rank, about ``every_words / world``
         words each (a rank whose long sentences fill fewer ends with empty ones), with
-        progress counted over all ranks. ``None`` (the trainer's own chunks) for one rank."""
-        if self.world == 1:
+        progress counted over all ranks. ``None`` (the trainer's own chunks, one process's)
+        for one rank, and for ranks on one machine, which all read the whole corpus."""
+        if self.world == 1 or self.one_memory:
             return None
-        per_rank = CHUNK_WORDS if self.shared else max(1, self.policy.every_words // self.world)
+        per_rank = max(1, self.policy.every_words // self.world)
         largest = int(self._max(np.array([corpus.tokens]))[0])
         chunks = max(1, math.ceil(largest / per_rank))
         bounds, done = corpus.plan(max(1, math.ceil(corpus.tokens / chunks)))
@@ -413,6 +413,7 @@ class Cluster(OneProcess):
         stats = report.stats
         totals = np.array([report.raw_words, stats.words, stats.pairs, stats.loss])
         raw, words, pairs, loss = self._sum(totals)
+        raw = report.raw_words if self.one_memory else raw  # every rank read the whole corpus
         report.raw_words, stats.words, stats.pairs, stats.loss = (
             int(raw),
             int(words),

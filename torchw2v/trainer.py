@@ -111,6 +111,9 @@ class Trainer:
     show_loss : bool
         Show the epoch's mean loss per pair in the progress bar (when the engine computes
         the loss, ``compute_loss``).
+    share : (int, int)
+        ``(part, parts)``: train only this part of each chunk, its sentences cut by tokens
+        as the engines' threads cut them (ranks that all read the whole corpus).
     """
 
     def __init__(
@@ -121,9 +124,11 @@ class Trainer:
         chunk_words: int | None = None,
         plan: ChunkPlan | None = None,
         show_loss: bool = False,
+        share: tuple[int, int] = (0, 1),
     ):
         self.engine = engine
         self.show_loss = show_loss
+        self.share = share
         self.corpus, self.device = corpus, device
         if plan is None:
             bounds, done = corpus.plan(chunk_words or CHUNK_WORDS)
@@ -172,10 +177,13 @@ class Trainer:
                         continue
                     end = start_word + ids.numel()
                     stats += self.engine.train_chunk(
-                        ids,
-                        offsets,
-                        schedule.alpha(epoch, float(self.progress[index])),
-                        schedule.alpha(epoch, float(self.progress[index + 1])),
+                        *chunk_part(
+                            ids,
+                            offsets,
+                            schedule.alpha(epoch, float(self.progress[index])),
+                            schedule.alpha(epoch, float(self.progress[index + 1])),
+                            *self.share,
+                        )
                     )
                     bar.update(ids.numel())
                     if self.show_loss and stats.pairs:
@@ -207,6 +215,39 @@ class Trainer:
         return reports
 
 
+def chunk_part(
+    ids: torch.Tensor,
+    offsets: torch.Tensor,
+    alpha_start: float,
+    alpha_end: float,
+    part: int = 0,
+    parts: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, float, float, int]:
+    """Part ``part`` of ``parts`` of a chunk, as an engine's arguments: its ids, offsets,
+    the chunk's rates at its first token and past its last, and its first sentence's index.
+
+    The parts are contiguous sentences of about equal tokens, cut as the compiled engine cuts
+    a chunk among its threads. The compiled engine draws each sentence alike in any part and
+    trains it at the same rate, so ranks that each train one part train what one process
+    does.
+    """
+    if parts == 1:
+        return ids, offsets, alpha_start, alpha_end, 0
+    tokens = int(offsets[-1])
+    cuts = torch.tensor([tokens * part // parts, tokens * (part + 1) // parts])
+    lo, hi = torch.searchsorted(offsets, cuts).tolist()  # the first sentence at or past each
+    hi = offsets.numel() - 1 if part == parts - 1 else max(lo, hi)
+    first, last = int(offsets[lo]), int(offsets[hi])
+    step = (alpha_end - alpha_start) / max(tokens, 1)
+    return (
+        ids[first:last],
+        offsets[lo : hi + 1] - first,
+        alpha_start + step * first,
+        alpha_start + step * last,
+        lo,
+    )
+
+
 class OneProcess:
     """Training in this process alone: the hooks through which distributed training
     (:class:`torchw2v.distributed.Cluster`) shards the corpus, merges the vocabulary and
@@ -221,6 +262,7 @@ class OneProcess:
     """
 
     rank, world = 0, 1
+    share = (0, 1)  # the part of each chunk this rank trains, of how many (Trainer's share)
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -327,7 +369,12 @@ def _fit(
 ) -> tuple[int, int]:
     engine = engine_for(model, hooks.seed(model.seed + model.train_count))
     trainer = Trainer(
-        engine, corpus, model.device, plan=hooks.plan(corpus), show_loss=model.compute_loss
+        engine,
+        corpus,
+        model.device,
+        plan=hooks.plan(corpus),
+        show_loss=model.compute_loss,
+        share=hooks.share,
     )
     if start:
         engine.calls = start.epoch * trainer.chunks_per_epoch + start.chunk

@@ -24,15 +24,16 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def chunk_seed(seed: int, call: int) -> int:
+def chunk_seed(seed: int, call: int, sentence: int = 0) -> int:
     """The seed of the ``call``-th chunk (0-based) of an engine seeded with ``seed``.
 
-    Every engine draws a chunk's randomness (subsampling, windows, negatives) from a stream
+    Every engine draws a chunk's randomness (subsampling, windows, negatives) from streams
     seeded with this value, so ``(seed, call)`` is an engine's whole random state: a run
-    resumed at chunk ``call`` draws what the uninterrupted run drew. A signed 64-bit value,
-    as the C++ op's ``int`` argument takes.
+    resumed at chunk ``call`` draws what the uninterrupted run drew. The compiled engine
+    seeds sentence ``s``'s stream with ``chunk_seed(seed, call) + s`` (mod 2**64), which
+    ``sentence`` adds. A signed 64-bit value, as the C++ op's ``int`` argument takes.
     """
-    x = _mix((_mix(seed & _MASK64) + call) & _MASK64)
+    x = (_mix((_mix(seed & _MASK64) + call) & _MASK64) + sentence) & _MASK64
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
@@ -164,7 +165,12 @@ class Engine(Protocol):
     calls: int
 
     def train_chunk(
-        self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        alpha_start: float,
+        alpha_end: float,
+        first_sentence: int = 0,
     ) -> ChunkStats:
         """Train on one chunk of sentences.
 
@@ -177,6 +183,11 @@ class Engine(Protocol):
             Context windows never cross a boundary.
         alpha_start, alpha_end : float
             Learning rate at the first and at the last token; it decays linearly between.
+        first_sentence : int, optional
+            The index of the first sentence in the chunk this part was cut from (distributed
+            ranks each train a part of every chunk). The compiled engine draws each sentence
+            from its own stream, keyed by this index, so that any split of a chunk draws
+            alike; the others ignore it.
 
         Returns
         -------

@@ -202,10 +202,11 @@ class CompiledEngine:
 
     Notes
     -----
-    Each :meth:`train_chunk` call draws from a fresh random stream seeded by
-    ``chunk_seed(config.seed, call_index)``: successive chunks differ, and a run with a
-    fixed seed and ``workers=1`` is bit-for-bit reproducible. With ``workers > 1`` the
-    threads race on shared rows (Hogwild), so results vary slightly from run to run.
+    Each :meth:`train_chunk` call draws from fresh random streams, one per sentence, seeded
+    by ``chunk_seed(config.seed, call_index, sentence)``: successive chunks differ, a run
+    with a fixed seed and ``workers=1`` is bit-for-bit reproducible, and any ``workers``
+    draws the same. With ``workers > 1`` the threads race on shared rows (Hogwild), so
+    results vary slightly from run to run.
     """
 
     def __init__(self, weights: EngineWeights, tables: SamplingTables, config: EngineConfig):
@@ -234,12 +235,18 @@ class CompiledEngine:
         self.calls = 0
 
     def train_chunk(
-        self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        alpha_start: float,
+        alpha_end: float,
+        first_sentence: int = 0,
     ) -> ChunkStats:
         """Train on one chunk (see :meth:`.base.Engine.train_chunk`) with ``workers`` threads.
 
-        Each thread decays the learning rate linearly over its share of the chunk, updated
-        once per sentence.
+        The learning rate decays linearly over the chunk, updated once per sentence. Sentence
+        ``s`` draws from a stream seeded by ``chunk_seed(seed, call, first_sentence + s)``:
+        the draws depend on neither ``workers`` nor how the chunk was split.
 
         Raises
         ------
@@ -253,7 +260,7 @@ class CompiledEngine:
             NaN or infinite score without applying it.
         """
         cfg = self.config
-        seed = chunk_seed(cfg.seed, self.calls)
+        seed = chunk_seed(cfg.seed, self.calls, first_sentence)
         self.calls += 1
         out = self.op(
             self.syn0,

@@ -43,9 +43,14 @@ class LockedRows:
         self.engine.calls = value
 
     def train_chunk(
-        self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        alpha_start: float,
+        alpha_end: float,
+        first_sentence: int = 0,
     ) -> ChunkStats:
         before = self.syn0[self.rows]  # (R, d), a copy
-        stats = self.engine.train_chunk(ids, offsets, alpha_start, alpha_end)
+        stats = self.engine.train_chunk(ids, offsets, alpha_start, alpha_end, first_sentence)
         self.syn0[self.rows] = before + self.factors * (self.syn0[self.rows] - before)
         return stats

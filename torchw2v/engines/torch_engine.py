@@ -82,7 +82,12 @@ class TorchEngine:
 
     @torch.no_grad()
     def train_chunk(
-        self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        alpha_start: float,
+        alpha_end: float,
+        first_sentence: int = 0,
     ) -> ChunkStats:
         offsets = batches.start_chunk(
             ids, offsets, self.syn0.shape[0], self.generator, self.config.seed, self.calls

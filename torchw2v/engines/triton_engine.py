@@ -269,7 +269,12 @@ class TritonEngine:
         self.calls = 0
 
     def train_chunk(
-        self, ids: torch.Tensor, offsets: torch.Tensor, alpha_start: float, alpha_end: float
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        alpha_start: float,
+        alpha_end: float,
+        first_sentence: int = 0,
     ) -> ChunkStats:
         """Train on one chunk (see :meth:`.base.Engine.train_chunk`): prepare it, then run
         the kernel. Kept word ``i`` of ``M`` trains at ``alpha_start + (alpha_end -

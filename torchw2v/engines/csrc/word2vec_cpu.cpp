@@ -29,9 +29,11 @@
 // every target, saturated ones included, summed in double.
 //
 // Threads: the chunk's sentences are split into `workers` contiguous parts of about equal
-// token counts, trained concurrently without locks (Hogwild), each with its own random
-// stream seeded from (seed, part index). Each part decays the learning rate linearly from
-// alpha_start to alpha_end over its own tokens, updated once per sentence. With HS and
+// token counts, trained concurrently without locks (Hogwild). Sentence s draws from its own
+// random stream, seeded from seed + s, and trains at the rate of its first token on the line
+// from alpha_start (the chunk's first token) to alpha_end (past its last), so that neither
+// the draws nor the rates depend on how the chunk is split: among threads, or among ranks
+// that each pass their part of a chunk with seed + its first sentence. With HS and
 // several parts, each part trains its own copies of the kHotNodes most used Huffman nodes
 // (every path starts at the root, so every center of every part writes them, and their cache
 // lines would move between the cores at each center) and adds what it changed to the shared
@@ -45,13 +47,13 @@
 // others stop at their next sentence, and the result says so (a final update that overflows
 // is not seen here: the caller checks the vectors once per epoch).
 //
-// Random stream (per part; the NumPy reference in tests/test_engine_compiled.py replays
-// it exactly): the state is word2vec.c's 48-bit LCG; a draw returns state >> 16 (gensim's
-// random_int32) and then advances the state. Per sentence: one draw per token for
-// subsampling (keep the token when draw < sample_int[word]); if at least two tokens are
-// kept, then per kept position, in order: one draw for the reduced window b = draw % window
-// (only if shrink_windows; the window is then window - b) and K draws for the negatives,
-// target = bisect_left(cum_table, draw % cum_table[V-1]). HS draws nothing.
+// Random stream (per sentence; the NumPy reference in tests/test_engine_compiled.py replays
+// it exactly): the state is word2vec.c's 48-bit LCG, seeded with splitmix64(seed + s); a
+// draw returns state >> 16 (gensim's random_int32) and then advances the state. One draw per
+// token for subsampling (keep the token when draw < sample_int[word]); if at least two
+// tokens are kept, then per kept position, in order: one draw for the reduced window
+// b = draw % window (only if shrink_windows; the window is then window - b) and K draws for
+// the negatives, target = bisect_left(cum_table, draw % cum_table[V-1]). HS draws nothing.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/EmptyTensor.h>
@@ -1068,13 +1070,11 @@ double scratch_values(const Problem& p, int64_t longest) {
 // their own random stream, with copies of the hot Huffman nodes if other parts share syn1.
 // Stops early when a score is not finite (out->diverged) or when another part sets p.stop.
 void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_lo, int64_t sent_hi,
-                int64_t longest, uint64_t seed, int64_t parts, Totals* out) {
+                int64_t longest, int64_t tokens, uint64_t seed, int64_t parts, Totals* out) {
   const int64_t d = p.dim, W = p.window, K = p.negative;
-  const int64_t tok_lo = p.offsets[sent_lo], tok_hi = p.offsets[sent_hi];
-  const double span = tok_hi > tok_lo ? double(tok_hi - tok_lo) : 1.0;
+  const double span = tokens > 0 ? double(tokens) : 1.0;
   const uint64_t table_end = K > 0 ? uint64_t(p.cum_table[p.vocab - 1]) : 1;
   const FastMod mod_table{table_end}, mod_window{uint64_t(W)};
-  Lcg rng(seed);
 
   const int64_t contexts = max_contexts(W, longest);
   std::vector<int32_t> kept(longest);
@@ -1091,7 +1091,8 @@ void train_part(const Problem& p, const NegativeIndex* negatives, int64_t sent_l
   for (int64_t s = sent_lo; s < sent_hi && !t.diverged; ++s) {
     if (p.stop->load(std::memory_order_relaxed)) break;
     const float alpha = static_cast<float>(
-        p.alpha_start + (p.alpha_end - p.alpha_start) * double(p.offsets[s] - tok_lo) / span);
+        p.alpha_start + (p.alpha_end - p.alpha_start) * double(p.offsets[s]) / span);
+    Lcg rng(splitmix64(seed + uint64_t(s)));  // the sentence's own stream: any split draws alike
     // 1. subsample; 2. per kept position, its reduced window and its negatives' draws
     int64_t n = 0;
     for (int64_t q = p.offsets[s]; q < p.offsets[s + 1]; ++q) {
@@ -1315,12 +1316,11 @@ at::Tensor train_chunk(const at::Tensor& syn0, const at::Tensor& syn1neg, const 
   std::vector<Totals> totals(nw);
   std::unique_ptr<NegativeIndex> negatives;
   if (negative > 0) negatives = std::make_unique<NegativeIndex>(cum, V);
-  const uint64_t base = splitmix64(uint64_t(seed));
   std::vector<std::exception_ptr> errors(nw);
   auto run_part = [&](int64_t w) {
     try {
-      train_part(p, negatives.get(), bounds[w], bounds[w + 1], longest[w],
-                 splitmix64(base + uint64_t(w)), nw, &totals[w]);
+      train_part(p, negatives.get(), bounds[w], bounds[w + 1], longest[w], N, uint64_t(seed), nw,
+                 &totals[w]);
     } catch (...) {  // an exception leaving a thread would terminate the process
       errors[w] = std::current_exception();
       stop = true;
