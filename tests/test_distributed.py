@@ -208,15 +208,20 @@ def test_ranks_on_one_machine_train_their_share_of_every_chunk_of_the_whole_corp
     ragged_file, world
 ):
     corpus = CorpusFile(ragged_file)
+    streamed = encode(corpus, {"w1é": 0, "w3é": 1})
     for rank in range(world):
-        cluster = Cluster(rank, world, torch.device("cpu"), SyncPolicy())
+        cluster = Cluster(rank, world, torch.device("cpu"), SyncPolicy(every_words=8))
         assert cluster.share == (0, 1)  # ranks on several machines: their own shards
         assert cluster.shard(corpus, training=True) is not corpus
         cluster.one_memory = True
         assert cluster.shard(corpus, training=True) is corpus
         assert cluster.shard(corpus) is not corpus  # words are still counted in parts
         assert cluster.share == (rank, world)
-        assert cluster.seed(7) == 7 and cluster.plan(encode(corpus, {"w1é": 0})) is None
+        assert cluster.seed(7) == 7
+        cluster.shared = True  # as inside Cluster.shared_weights: one process's chunks
+        assert cluster.plan(streamed) is None
+        cluster.shared = False  # weights it could not share: synchronised every 8 words
+        assert np.array_equal(cluster.plan(streamed).bounds, streamed.plan(8)[0])
     ids = torch.arange(12, dtype=torch.int32)
     offsets = torch.tensor([0, 0, 3, 4, 4, 9, 12])
     parts = [chunk_part(ids, offsets, 0.6, 0.0, part, world) for part in range(world)]

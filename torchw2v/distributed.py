@@ -263,9 +263,13 @@ class Cluster(OneProcess):
         """Chunks in lockstep: the same number on every rank, about ``every_words / world``
         words each (a rank whose long sentences fill fewer ends with empty ones), with
         progress counted over all ranks. ``None`` (the trainer's own chunks, one process's)
-        for one rank, and for ranks on one machine, which all read the whole corpus."""
-        if self.world == 1 or self.one_memory:
+        for one rank and for ranks training shared weights; ranks on one machine that could
+        not share them read the whole corpus too, in chunks of ``every_words``."""
+        if self.world == 1 or self.shared:
             return None
+        if self.one_memory:
+            bounds, done = corpus.plan(self.policy.every_words)
+            return ChunkPlan(bounds, done / max(corpus.tokens, 1))
         per_rank = max(1, self.policy.every_words // self.world)
         largest = int(self._max(np.array([corpus.tokens]))[0])
         chunks = max(1, math.ceil(largest / per_rank))
