@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "word2vec_cpu.cpp"
 EXTENSION_NAME = "torchw2v_cpu"
+PART_TOKENS = 10000
+"""The fewest tokens a thread is given (gensim's jobs of ``batch_words``): a chunk of fewer
+trains on one thread, so that a small corpus trains alike on every run, as in gensim."""
 DISABLE_ENV = "TORCHW2V_DISABLE_COMPILED"
 """Set to a non-empty value other than ``0`` to never build or use the compiled op."""
 MAX_NEGATIVE = 10000
@@ -282,7 +285,7 @@ class CompiledEngine:
             float(alpha_start),
             float(alpha_end),
             seed,
-            cfg.workers,
+            min(cfg.workers, max(1, ids.numel() // PART_TOKENS)),
             cfg.compute_loss,
         )
         words, loss, pairs, diverged = out.tolist()
