@@ -20,19 +20,23 @@ import gensim
 import numpy as np
 import pytest
 import torch
+from encoded import whole
 from gensim.test.utils import datapath
 
 import torchw2v
-from torchw2v.corpus import CorpusFile, encode, scan
+from torchw2v import corpus as corpus_module
+from torchw2v.corpus import CorpusFile, Stripes, encode, scan
 from torchw2v.distributed import (
     Cluster,
     RoundRobin,
     SyncPolicy,
     merge_vocabularies,
+    placed_plan,
+    stripe_counts,
     vocabulary_part,
 )
 from torchw2v.synchronizer import Synchronizer, saturation_scale
-from torchw2v.trainer import Position, Schedule, chunk_part
+from torchw2v.trainer import Position, Schedule
 
 SETTINGS = {"sg": 1, "vector_size": 50, "epochs": 2, "workers": 1, "seed": 3, "device": "cpu"}
 POLICY = {"every_words": 2**14, "timeout": 60, "mode": "delta"}  # half the 2-rank default
@@ -203,33 +207,55 @@ def test_byte_ranges_read_every_line_exactly_once(ragged_file, world):
     assert [s for shard in shards for s in shard] == list(CorpusFile(ragged_file))
 
 
+@pytest.mark.parametrize("world", [2, 3, 5])
+def test_stripes_deal_every_sentence_once_in_turns(ragged_file, small_corpus, world, monkeypatch):
+    monkeypatch.setattr(corpus_module, "STRIPE_BYTES", 40)
+    monkeypatch.setattr(corpus_module, "STRIPE_TOKENS", 7)
+    for sentences in (CorpusFile(ragged_file), small_corpus):
+        cluster = Cluster(0, world, torch.device("cpu"), SyncPolicy())
+        assert isinstance(cluster.shard(sentences), CorpusFile | RoundRobin)  # to count
+        numbered = [list(Stripes(sentences, rank, world).numbered()) for rank in range(world)]
+        for rank, mine in enumerate(numbered):
+            assert {stripe % world for stripe, _, _ in mine} == {rank}
+        assert len({stripe for mine in numbered for stripe, _, _ in mine}) > world  # turns
+        dealt = sorted((item for mine in numbered for item in mine), key=lambda i: i[:2])
+        assert [sentence for _, _, sentence in dealt] == list(sentences)
+
+
 @pytest.mark.parametrize("world", [2, 3])
-def test_ranks_on_one_machine_train_their_share_of_every_chunk_of_the_whole_corpus(
-    ragged_file, world
+@pytest.mark.parametrize("chunk_words", [5, 64, 10**6])
+def test_ranks_place_every_sentence_where_one_process_has_it(
+    ragged_file, small_corpus, world, chunk_words, monkeypatch
 ):
-    corpus = CorpusFile(ragged_file)
-    streamed = encode(corpus, {"w1é": 0, "w3é": 1})
-    for rank in range(world):
-        cluster = Cluster(rank, world, torch.device("cpu"), SyncPolicy(every_words=8))
-        assert cluster.share == (0, 1)  # ranks on several machines: their own shards
-        assert cluster.shard(corpus, training=True) is not corpus
-        cluster.one_memory = True
-        assert cluster.shard(corpus, training=True) is corpus
-        assert cluster.shard(corpus) is not corpus  # words are still counted in parts
-        assert cluster.share == (rank, world)
-        assert cluster.seed(7) == 7
-        cluster.shared = True  # as inside Cluster.shared_weights: one process's chunks
-        assert cluster.plan(streamed) is None
-        cluster.shared = False  # weights it could not share: synchronised every 8 words
-        assert np.array_equal(cluster.plan(streamed).bounds, streamed.plan(8)[0])
-    ids = torch.arange(12, dtype=torch.int32)
-    offsets = torch.tensor([0, 0, 3, 4, 4, 9, 12])
-    parts = [chunk_part(ids, offsets, 0.6, 0.0, part, world) for part in range(world)]
-    assert torch.equal(torch.cat([p[0] for p in parts]), ids)
-    assert [p[4] for p in parts] == sorted({p[4] for p in parts})  # contiguous, in order
-    for (_, offs, _, end, first), (_, _, start, _, following) in zip(parts, parts[1:]):
-        assert start == pytest.approx(end) and first + offs.numel() - 1 == following
-    assert parts[0][2] == 0.6 and parts[-1][3] == pytest.approx(0.0)
+    """Each rank's chunks of its stripes hold the sentences one process has at their first
+    sentence's index, between the same token fractions; every rank has as many chunks."""
+    monkeypatch.setattr(corpus_module, "STRIPE_BYTES", 60)
+    monkeypatch.setattr(corpus_module, "STRIPE_TOKENS", 9)
+    for sentences, vocabulary in (
+        (CorpusFile(ragged_file), {"w1é": 0, "w3é": 1}),
+        (small_corpus, {w: i for i, w in enumerate(scan(small_corpus).words)}),
+    ):
+        one = encode(sentences, vocabulary)
+        ids, offsets = whole(one)
+        ranks = [encode(Stripes(sentences, r, world), vocabulary) for r in range(world)]
+        counts = [stripe_counts(rank, chunk_words) for rank in ranks]
+        plans = [placed_plan(rank, chunk_words, counts, world) for rank in ranks]
+        assert len({plan.bounds.size for plan in plans}) == 1
+        placed = []
+        for rank, plan in zip(ranks, plans, strict=True):
+            assert plan.sentences == one.sentences
+            chunks = list(rank.chunks(plan.bounds))
+            for c, (chunk_ids, chunk_offsets, _) in enumerate(chunks):
+                first, count = int(plan.first[c]), chunk_offsets.size - 1
+                if not count:
+                    continue
+                lo, hi = offsets[first], offsets[first + count]
+                assert np.array_equal(chunk_ids, ids[lo:hi])
+                assert np.array_equal(chunk_offsets, offsets[first : first + count + 1] - lo)
+                assert plan.start[c] * one.tokens == pytest.approx(lo)
+                assert plan.end[c] * one.tokens == pytest.approx(hi)
+                placed.extend(range(first, first + count))
+        assert sorted(placed) == list(range(one.sentences))
 
 
 @pytest.mark.parametrize("world", [2, 3])

@@ -15,7 +15,6 @@ from reference import Draws, gensim_paths, huffman_tables, reference_train, unig
 
 from torchw2v.engines import compiled
 from torchw2v.engines.base import ChunkStats, EngineConfig, EngineWeights, SamplingTables
-from torchw2v.trainer import chunk_part
 
 if not compiled.is_available():  # pragma: no cover - depends on the machine's toolchain
     pytest.skip(
@@ -381,12 +380,25 @@ def train_both(small, mode, window, shrink, workers, vectors, alpha, seed):
     return stats, want, ref
 
 
+def sentences_part(ids, offsets, alpha_start, alpha_end, part, parts):
+    """Part ``part`` of ``parts`` of a chunk, cut between sentences at about equal tokens:
+    its ids, offsets, rates at its first token and past its last, and first sentence."""
+    tokens = int(offsets[-1])
+    cuts = torch.tensor([tokens * part // parts, tokens * (part + 1) // parts])
+    lo, hi = torch.searchsorted(offsets, cuts).tolist()
+    hi = offsets.numel() - 1 if part == parts - 1 else hi
+    first, last = int(offsets[lo]), int(offsets[hi])
+    step = (alpha_end - alpha_start) / tokens
+    part_offsets = offsets[lo : hi + 1] - first
+    return ids[first:last], part_offsets, alpha_start + step * first, alpha_start + step * last, lo
+
+
 @pytest.mark.parametrize("mode", [SG_NS, CBOW_NS, SG_HS, CBOW_HS_NS], ids=mode_id)
 @pytest.mark.parametrize("parts", [2, 3, 7])
 def test_a_chunk_trained_part_by_part_is_the_chunk_trained_whole(small, mode, parts):
     """Each sentence draws from its own stream at the chunk's rate for it: parts passed with
-    their first sentence (as ranks pass theirs) train what one call does, and threads draw
-    as one thread does."""
+    their first sentence and rates (as chunks of stripes are) train what one call does, and
+    threads draw as one thread does."""
     vocab, ids, offsets, sample_int, cum_table, huffman = small
     tables = {"huffman": huffman if mode.hs else None, "mode": mode, "seed": 2**63 - 5}
     whole = start_vectors(vocab, 12, mode)
@@ -394,10 +406,9 @@ def test_a_chunk_trained_part_by_part_is_the_chunk_trained_whole(small, mode, pa
     cut = start_vectors(vocab, 12, mode)
     words = pairs = 0
     for part in range(parts):
-        part_ids, part_offsets, alpha_start, alpha_end, first = chunk_part(
+        part_ids, part_offsets, alpha_start, alpha_end, first = sentences_part(
             ids, offsets, 0.05, 0.01, part, parts
         )
-        assert first == int(torch.searchsorted(offsets, len(ids) * part // parts))
         seed = (tables["seed"] + first + 2**63) % 2**64 - 2**63  # chunk_seed's sum, mod 2**64
         got = run_op(
             cut[0], cut[1], part_ids, part_offsets, sample_int, cum_table, syn1=cut[2],
@@ -587,20 +598,21 @@ def test_close_to_gensim_where_the_order_differs(mode):
 # ----------------------------------------------------------------------------------------
 
 
-def test_engine_seeds_chunk_k_with_chunk_seed(small):
-    """Chunk ``k`` of an engine is the op called with ``chunk_seed(seed, k)`` (that seeds
-    give reproducible, resumable streams is in tests/test_engine_contract.py)."""
+def test_engine_seeds_a_chunk_with_chunk_seed_of_its_first_sentence(small):
+    """A chunk from the run's sentence ``f`` is the op called with ``chunk_seed(seed, f)``
+    (that seeds give reproducible, resumable streams is in tests/test_engine_contract.py)."""
     vocab, ids, offsets, sample_int, cum_table, _ = small
     tables = SamplingTables(sample_int, cum_table)
     syn0, syn1 = init_vectors(vocab, 16)
     engine = compiled.CompiledEngine(
         EngineWeights(syn0, syn1), tables, EngineConfig(window=3, negative=3, workers=1, seed=1)
     )
-    stats = [engine.train_chunk(ids, offsets, 0.025, 0.02) for _ in range(2)]
-    assert compiled.chunk_seed(1, 0) != compiled.chunk_seed(1, 1)
+    firsts = (0, len(offsets) - 1)  # the same sentences, in the first and second epoch
+    stats = [engine.train_chunk(ids, offsets, 0.025, 0.02, first) for first in firsts]
+    assert stats[0] != stats[1]
     assert compiled.chunk_seed(1, 0) != compiled.chunk_seed(2, 0)
     syn0_op, syn1_op = init_vectors(vocab, 16)
-    for k in range(2):
+    for k, first in enumerate(firsts):
         op_stats = run_op(
             syn0_op,
             syn1_op,
@@ -610,7 +622,7 @@ def test_engine_seeds_chunk_k_with_chunk_seed(small):
             cum_table,
             alpha_start=0.025,
             alpha_end=0.02,
-            seed=compiled.chunk_seed(1, k),
+            seed=compiled.chunk_seed(1, first),
             compute_loss=False,
         )
         assert op_stats == stats[k]

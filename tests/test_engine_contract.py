@@ -190,16 +190,20 @@ def check_empty_chunk(kind: str) -> None:
 
 
 def check_seeds(kind: str) -> None:
-    """With one worker a seed fixes the vectors and the stats; every chunk draws a stream of
-    its own; and an engine whose ``calls`` is set resumes the streams of an interrupted run."""
+    """With one worker a seed fixes the vectors and the stats; a chunk's streams follow its
+    first sentence's index in the run (the same sentences in a later epoch draw anew), so a
+    fresh engine resumes the streams of an interrupted run."""
     vocab, ids, offsets, tables = small()
     for objective in ("sg_ns", "cbow_sum_ns", "sg_hs", "cbow_hs_ns"):
 
-        def train(seed: int, chunks: int = 2, weights=None, calls: int = 0, objective=objective):
+        def train(seed: int, chunks: int = 2, weights=None, done: int = 0, objective=objective):
             weights = weights or start_weights(vocab, 16)
             engine = make_engine(kind, weights, tables, config(objective, seed=seed))
-            engine.calls = calls
-            stats = [engine.train_chunk(ids, offsets, 0.025, 0.02) for _ in range(chunks)]
+            sentences = len(offsets) - 1  # each chunk: the corpus, one epoch after another
+            stats = [
+                engine.train_chunk(ids, offsets, 0.025, 0.02, epoch * sentences)
+                for epoch in range(done, chunks)
+            ]
             return weights, stats
 
         (a, stats_a), (b, stats_b), (c, _) = train(5), train(5), train(6)
@@ -210,7 +214,7 @@ def check_seeds(kind: str) -> None:
         # the same chunk trained again draws a new stream: other kept words and windows
         assert (stats_a[0].words, stats_a[0].pairs) != (stats_a[1].words, stats_a[1].pairs)
         first, _ = train(5, chunks=1)
-        resumed, stats_r = train(5, chunks=1, weights=first, calls=1)
+        resumed, stats_r = train(5, chunks=2, weights=first, done=1)
         assert stats_r == stats_a[1:], objective
         for name in a:
             assert torch.equal(resumed[name], a[name]), (objective, name)

@@ -348,8 +348,8 @@ def check_train_chunk_is_prepare_then_kernel(objective: str) -> None:
     assert_update(weights, expected, start, cfg)
     assert (stats.words, stats.pairs) == (len(chunk.words), pairs)
     assert stats.loss == pytest.approx(loss, rel=1e-5)
-    engine.train_chunk(ids, offsets, 0.3, 0.2)
-    assert engine.generator.initial_seed() != seed  # the next chunk draws another stream
+    engine.train_chunk(ids, offsets, 0.3, 0.2, len(offsets) - 1)  # the next epoch's
+    assert engine.generator.initial_seed() != seed  # draws another stream
 
 
 def check_learns_topics(objective: str) -> None:

@@ -43,6 +43,14 @@ MAX_SENTENCE_TOKENS = 10000
 many tokens, as gensim's ``LineSentence`` and ``corpus_file`` cut them (gensim's
 ``MAX_WORDS_IN_BATCH``)."""
 
+STRIPE_BYTES = 1 << 20
+"""About the bytes of a corpus file's stripe (:class:`Stripes`). Halves of the file instead
+(each rank its own part of the corpus) lost 0.026 WS353 with CBOW on 4M tokens over 3 seeds,
+1 MB stripes 0.008 (``benchmarks/RESULTS.md``, before the ranks drew as one process)."""
+
+STRIPE_TOKENS = 1 << 18
+"""About the tokens of a stripe of a corpus other than a file (:class:`Stripes`)."""
+
 PIECE_BYTES = 1 << 20
 """A line is read at most about this many bytes at a time (cut at whitespace), so that a corpus
 written on one line (``text8``) is never held whole."""
@@ -125,6 +133,61 @@ class CorpusFile:
         return f"CorpusFile({self.path!r})"
 
 
+class Stripes:
+    """Rank ``rank``'s stripes of a corpus that ``world`` ranks train on together: stripes
+    ``rank``, ``rank + world``, ... (numbered from 0 in corpus order), so that at each moment
+    the ranks train nearby text, as one process's threads do.
+
+    A plain local :class:`CorpusFile` is cut into stripes of about :data:`STRIPE_BYTES`
+    (a line belongs to the stripe holding its first byte; every rank gets as many, of one
+    size); any other corpus into stripes of sentences, each ending with the first sentence
+    that brings it to :data:`STRIPE_TOKENS` tokens (every rank reads every sentence, and
+    encodes only its own).
+    """
+
+    def __init__(self, sentences: Iterable[list[str]], rank: int, world: int):
+        self.sentences, self.rank, self.world = sentences, rank, world
+
+    def byte_stripes(self) -> list[tuple[int, int, int]] | None:
+        """``(stripe, start, end)`` of this rank's byte stripes of a plain local file, or
+        None for another corpus."""
+        if not (isinstance(self.sentences, CorpusFile) and seekable(self.sentences.path)):
+            return None
+        size = os.path.getsize(self.sentences.path)
+        turns = max(1, round(size / (self.world * STRIPE_BYTES)))  # stripes per rank
+        width = max(1, -(-size // (turns * self.world)))
+        starts = range(self.rank * width, size, self.world * width)
+        return [(start // width, start, start + width) for start in starts]
+
+    def numbered(self) -> Iterator[tuple[int, int, list[str]]]:
+        """This rank's sentences as ``(stripe, sentence number, sentence)``; sentence
+        numbers count every rank's sentences of a corpus other than a file."""
+        byte_stripes = self.byte_stripes()
+        if byte_stripes is not None:
+            number = itertools.count()
+            for stripe, start, end in byte_stripes:
+                for sentence in CorpusFile(self.sentences.path, start, end):
+                    yield stripe, next(number), sentence
+            return
+        stripe = tokens = 0
+        for number, sentence in enumerate(self.sentences):
+            if stripe % self.world == self.rank:
+                yield stripe, number, sentence
+            check_sentence(sentence, number)
+            try:
+                tokens += len(sentence)
+            except TypeError:
+                raise token_error(sentence, number) from None
+            if tokens >= STRIPE_TOKENS:
+                stripe, tokens = stripe + 1, 0
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return (sentence for _, _, sentence in self.numbered())
+
+    def __repr__(self) -> str:
+        return f"Stripes({self.sentences!r}, rank={self.rank}, world={self.world})"
+
+
 def _skip_line(stream: IO[bytes]) -> int:
     """Read ``stream`` to the end of its current line, a piece at a time; the bytes read."""
     skipped = 0
@@ -151,20 +214,24 @@ def seekable(path: str) -> bool:
     return "://" not in path and Path(path).suffix.lower() not in get_supported_extensions()
 
 
-def _compiled_spans(sentences: Iterable) -> list[tuple[int, int]] | None:
-    """The byte ranges ``[start, end)`` in which the compiled reader reads ``sentences``, in
-    order, or None if it cannot (not a plain local :class:`CorpusFile`, or the reader
-    unavailable)."""
+def _compiled_spans(sentences: Iterable) -> list[tuple[int, int, int]] | None:
+    """The ``(stripe, start, end)`` byte ranges in which the compiled reader reads
+    ``sentences``, in order, or None if it cannot (not a plain local :class:`CorpusFile`
+    or :class:`Stripes` of one, or the reader unavailable). A file read whole is stripe 0."""
+    file = sentences.sentences if isinstance(sentences, Stripes) else sentences
     if not (
-        isinstance(sentences, CorpusFile)
-        and seekable(sentences.path)
-        and os.path.isfile(sentences.path)
+        isinstance(file, CorpusFile)
+        and seekable(file.path)
+        and os.path.isfile(file.path)
         and corpus_compiled.is_available()
     ):
         return None
-    size = os.path.getsize(sentences.path)
-    end = size if sentences.end is None else sentences.end
-    return [(min(sentences.start, size), min(end, size))]
+    size = os.path.getsize(file.path)
+    if isinstance(sentences, Stripes):
+        spans = sentences.byte_stripes()
+    else:
+        spans = [(0, file.start, size if file.end is None else file.end)]
+    return [(stripe, min(start, size), min(end, size)) for stripe, start, end in spans]
 
 
 def _compiled_ranges(sentences: Iterable, workers: int) -> list[tuple[int, int]] | None:
@@ -172,7 +239,7 @@ def _compiled_ranges(sentences: Iterable, workers: int) -> list[tuple[int, int]]
     spans = _compiled_spans(sentences)
     if spans is None:
         return None
-    return [piece for span in spans for piece in corpus_compiled.split_range(*span, workers)]
+    return [piece for _, *span in spans for piece in corpus_compiled.split_range(*span, workers)]
 
 
 def as_sentences(
@@ -268,9 +335,11 @@ def not_a_string(number: int, position: int | None, token: object) -> TypeError:
     )
 
 
-Block = tuple[np.ndarray, np.ndarray, int]
+Block = tuple[np.ndarray, np.ndarray, int, int]
 """Encoded sentences: ``(N,)`` int32 ids, ``(S + 1,)`` int64 offsets from zero (sentence ``s``
-is ``ids[offsets[s]:offsets[s + 1]]``) and the raw tokens read, unknown words included."""
+is ``ids[offsets[s]:offsets[s + 1]]``), the raw tokens read (unknown words included) and
+the stripe they are of (:class:`Stripes`; 0 for a whole corpus). No block holds sentences
+of two stripes."""
 
 BLOCK_BYTES = 8 << 20
 """A corpus file is encoded this many bytes at a time."""
@@ -296,26 +365,27 @@ def read_ahead(items: Iterable[T]) -> Iterator[T]:
 class FileBlocks:
     """The lines of byte ranges of a plain local file, range after range, encoded by the
     compiled reader on ``workers`` threads, ``BLOCK_BYTES`` at a time (a longer line too: it
-    is cut between two of its sentences). Iterating reads the file again."""
+    is cut between two of its sentences). ``spans`` are ``(stripe, start, end)``. Iterating
+    reads the file again."""
 
     def __init__(
         self,
         path: str,
         index: corpus_compiled.WordIndex,
-        spans: Sequence[tuple[int, int]],
+        spans: Sequence[tuple[int, int, int]],
         workers: int,
     ):
         self.path, self.index, self.spans, self.workers = path, index, spans, workers
         self.what = f"corpus_file {path!r}"
 
     def __iter__(self) -> Iterator[Block]:
-        for begin, end in self.spans:
+        for stripe, begin, end in self.spans:
             cut = None  # where the last block cut a line, which this one reads on
             while begin < end or cut:
                 ids, offsets, raw_words, cut = self.encode(
                     begin, min(begin + BLOCK_BYTES, end), cut
                 )
-                yield ids, offsets, raw_words
+                yield ids, offsets, raw_words, stripe
                 begin = cut[0] if cut else begin + BLOCK_BYTES
 
     def encode(
@@ -334,10 +404,11 @@ class FileBlocks:
 
 
 class SentenceBlocks:
-    """A restartable iterable of token lists, encoded in Python about ``BLOCK_WORDS`` tokens
-    at a time; words outside ``key_to_index`` are dropped, and a sentence of more than
-    :data:`MAX_SENTENCE_TOKENS` tokens is cut into sentences of that many (gensim trains only
-    its first ones). Iterating reads the corpus again.
+    """A restartable iterable of token lists (or a rank's :class:`Stripes` of one), encoded
+    in Python about ``BLOCK_WORDS`` tokens at a time; words outside ``key_to_index`` are
+    dropped, and a sentence of more than :data:`MAX_SENTENCE_TOKENS` tokens is cut into
+    sentences of that many (gensim trains only its first ones). Iterating reads the corpus
+    again.
 
     Raises
     ------
@@ -349,10 +420,20 @@ class SentenceBlocks:
         self.sentences, self.key_to_index = sentences, key_to_index
         self.what = "corpus_iterable"
 
+    def _numbered(self) -> Iterator[tuple[int, int, list[str]]]:
+        """``(stripe, sentence number, sentence)`` of the sentences to encode."""
+        if isinstance(self.sentences, Stripes):
+            return self.sentences.numbered()
+        return ((0, number, sentence) for number, sentence in enumerate(self.sentences))
+
     def __iter__(self) -> Iterator[Block]:
         get = self.key_to_index.get
-        ids, offsets, raw_words = array("i"), array("q", [0]), 0
-        for number, sentence in enumerate(self.sentences):
+        ids, offsets, raw_words, current = array("i"), array("q", [0]), 0, 0
+        for stripe, number, sentence in self._numbered():
+            if stripe != current and len(offsets) > 1:
+                yield _known(ids, offsets, raw_words, current)
+                ids, offsets, raw_words = array("i"), array("q", [0]), 0
+            current = stripe
             check_sentence(sentence, number)
             try:
                 encoded = [get(word, -1) for word in sentence]
@@ -368,18 +449,35 @@ class SentenceBlocks:
             )
             offsets.append(len(ids))
             if len(ids) >= BLOCK_WORDS:
-                yield _known(ids, offsets, raw_words)
+                yield _known(ids, offsets, raw_words, current)
                 ids, offsets, raw_words = array("i"), array("q", [0]), 0
         if len(offsets) > 1:
-            yield _known(ids, offsets, raw_words)
+            yield _known(ids, offsets, raw_words, current)
 
 
-def _known(ids: array, offsets: array, raw_words: int) -> Block:
+def _known(ids: array, offsets: array, raw_words: int, stripe: int) -> Block:
     """The block of ``ids`` without the unknown words' -1s."""
     ids_, offsets_ = np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64)
     keep = ids_ >= 0
     kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-    return ids_[keep], kept_before[offsets_], raw_words
+    return ids_[keep], kept_before[offsets_], raw_words, stripe
+
+
+@dataclass
+class Parts:
+    """The stripes of a :class:`StreamedCorpus` (:class:`Stripes`), in the order read.
+
+    Attributes
+    ----------
+    stripes : numpy.ndarray
+        ``(P,)`` int64 stripe numbers.
+    sentences, tokens : numpy.ndarray
+        ``(P + 1,)`` int64 sentences and tokens before each stripe, then the totals.
+    """
+
+    stripes: np.ndarray
+    sentences: np.ndarray
+    tokens: np.ndarray
 
 
 class StreamedCorpus:
@@ -401,6 +499,8 @@ class StreamedCorpus:
     ----------
     tokens, sentences, raw_words : int
         Tokens in the vocabulary, sentences and tokens read, counted by the first pass.
+    parts : Parts
+        The stripes read (one, stripe 0, for a whole corpus), counted by the first pass.
     """
 
     def __init__(self, blocks: FileBlocks | SentenceBlocks, chunk_words: int):
@@ -409,9 +509,11 @@ class StreamedCorpus:
 
     def plan(self, chunk_words: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunks of about ``chunk_words`` tokens: ``(C + 1,)`` sentence indices (chunk ``c``
-        is sentences ``bounds[c]:bounds[c + 1]``, cut at the first sentence that starts at or
-        past each multiple of ``chunk_words`` tokens) and the tokens before each bound. A new
-        ``chunk_words`` takes a pass over the corpus."""
+        is sentences ``bounds[c]:bounds[c + 1]``, cut at each stripe's first sentence and at
+        the first sentence that starts at or past each multiple of ``chunk_words`` tokens
+        into its stripe, unless less than half of ``chunk_words`` would remain in the
+        stripe) and the tokens before each bound. A new ``chunk_words`` takes a
+        pass over the corpus."""
         if chunk_words not in self._plans:
             self._plans[chunk_words] = self._survey(chunk_words)
         return self._plans[chunk_words]
@@ -419,9 +521,14 @@ class StreamedCorpus:
     def _survey(self, chunk_words: int) -> tuple[np.ndarray, np.ndarray]:
         """Count the corpus and find the plan's bounds block by block, holding no ids."""
         cuts, done, marks = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], [np.zeros(1)]
+        stripes: list[int] = []
+        starts: list[tuple[int, int]] = []  # (sentences, tokens) before each stripe
         tokens = sentences = raw_words = 0
-        next_mark = chunk_words
-        for _, offsets, raw in read_ahead(self.blocks):
+        for _, offsets, raw, stripe in read_ahead(self.blocks):
+            if not stripes or stripe != stripes[-1]:  # a stripe starts a chunk
+                stripes.append(stripe)
+                starts.append((sentences, tokens))
+                next_mark = tokens
             reached = offsets + tokens  # corpus positions of the block's sentence bounds
             marks.append(np.arange(next_mark, reached[-1] + 1, chunk_words))
             next_mark += marks[-1].size * chunk_words
@@ -431,12 +538,27 @@ class StreamedCorpus:
             tokens, sentences = int(reached[-1]), sentences + offsets.size - 1
             raw_words += raw
         self.tokens, self.sentences, self.raw_words = tokens, sentences, raw_words
+        before = np.array(starts + [(sentences, tokens)], np.int64).reshape(-1, 2)
+        self.parts = Parts(np.array(stripes, np.int64), before[:, 0], before[:, 1])
         marks.append(np.zeros(1))  # the end, kept below like the start
         cuts.append(np.array([sentences]))
         done.append(np.array([tokens]))
         keep = np.concatenate(marks) < max(tokens, 1)
         bounds, first = np.unique(np.concatenate(cuts)[keep], return_index=True)
-        return bounds, np.concatenate(done)[keep][first]
+        return self._without_short_ends(bounds, np.concatenate(done)[keep][first], chunk_words)
+
+    def _without_short_ends(
+        self, bounds: np.ndarray, done: np.ndarray, chunk_words: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``bounds`` and ``done`` without the cuts that leave a stripe's last chunk under
+        half of ``chunk_words`` tokens: that chunk joins the one before it (a stripe of
+        distributed training would otherwise end in a short chunk, and a synchronisation)."""
+        parts = self.parts
+        part = np.maximum(np.searchsorted(parts.sentences[:-1], bounds, "right") - 1, 0)
+        rest = parts.tokens[np.minimum(part + 1, parts.tokens.size - 1)] - done
+        short = (bounds != parts.sentences[part]) & (rest < chunk_words / 2)
+        short[[0, -1]] = False
+        return bounds[~short], done[~short]
 
     def chunks(self, bounds: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
         """Chunk ``c`` (sentences ``bounds[c]:bounds[c + 1]``) for each ``c``, in one pass:
@@ -450,8 +572,9 @@ class StreamedCorpus:
         ids, offsets = np.zeros(0, np.int32), np.zeros(1, np.int64)  # sentences carried over
         first_sentence = first_token = 0  # corpus positions of the carried sentences
         reached = 1  # bounds[:reached] are done
-        no_sentences = (np.zeros(0, np.int32), np.zeros(1, np.int64), 0)  # ends empty chunks
-        for block_ids, block_offsets, _ in itertools.chain(read_ahead(self.blocks), [no_sentences]):
+        no_sentences = (np.zeros(0, np.int32), np.zeros(1, np.int64))  # ends empty chunks
+        blocks = itertools.chain(read_ahead(self.blocks), [no_sentences])
+        for block_ids, block_offsets, *_ in blocks:
             ids = np.concatenate((ids, block_ids))
             offsets = np.concatenate((offsets[:-1], block_offsets + offsets[-1]))
             held_end = first_sentence + offsets.size - 1  # past the last sentence held
@@ -644,7 +767,7 @@ def encode(
     """A corpus as word ids against an existing vocabulary, unknown words dropped, streamed
     (:class:`StreamedCorpus`, first planned for chunks of ``chunk_words`` tokens).
 
-    A plain local :class:`CorpusFile` is read by the compiled
+    A plain local :class:`CorpusFile` (or :class:`Stripes` of one) is read by the compiled
     reader on ``workers`` threads when the ids of ``key_to_index`` are ``0, 1, ...`` in its
     order (as ``wv.key_to_index``); anything else is encoded in Python.
 
@@ -658,7 +781,8 @@ def encode(
     spans = _compiled_spans(sentences)
     if spans is not None and _dense(key_to_index):
         index = corpus_compiled.WordIndex(key_to_index)
-        return StreamedCorpus(FileBlocks(sentences.path, index, spans, workers), chunk_words)
+        path = (sentences.sentences if isinstance(sentences, Stripes) else sentences).path
+        return StreamedCorpus(FileBlocks(path, index, spans, workers), chunk_words)
     return StreamedCorpus(SentenceBlocks(sentences, key_to_index), chunk_words)
 
 

@@ -9,20 +9,24 @@ CUDA, where rank ``r`` trains on ``cuda:LOCAL_RANK``.
   ``corpus_file`` is cut into byte ranges, one per rank (a line belongs to the range holding
   its first byte, as gensim's ``corpus_file`` mode splits work among its threads);
   compressed or remote files and iterables are dealt out sentence by sentence (sentence
-  ``i`` to rank ``i % world``). Ranks on different machines train on those parts too.
+  ``i`` to rank ``i % world``). To train, each rank reads its stripes of the corpus
+  (:class:`~torchw2v.corpus.Stripes`: stripes ``rank``, ``rank + world``, ...).
 - **Vocabulary.** Each rank counts its shard; the counts and each word's first occurrence
   are all-gathered and merged in corpus order, so every rank builds the vocabulary of the
   whole corpus, equal to gensim's (``max_vocab_size`` pruning, when set, prunes per rank).
-- **Chunks in lockstep.** Every rank cuts its shard into the same number of chunks of about
-  ``SyncPolicy.every_words / world`` words, and the learning rate at each cut follows the
-  words done by all ranks together.
+- **Chunks in lockstep.** The ranks share how many sentences and tokens each stripe holds,
+  so each rank knows where its sentences lie in the whole corpus: a sentence draws from the
+  random stream and trains at the learning rate that one process gives it (both keyed by
+  its place in the corpus, :mod:`torchw2v.trainer`). Every rank cuts each of its stripes
+  into chunks and trains as many chunks per round of stripes as the others (padding with
+  empty ones).
 - **Shared weights.** Ranks that all run on one machine train one copy of the weights in
-  shared memory (:meth:`Cluster.shared_weights`), as one process's threads do, and wait for
-  each other only at epoch ends and around rank 0's checkpoints. Each reads the whole
-  corpus, cut into one process's chunks, and trains its token share of every chunk
-  (:attr:`Cluster.share`) with one process's random draws and rates: the ranks train what
-  one process with as many threads trains, sentence for sentence.
-- **Synchronisation.** Otherwise, after every chunk the ranks add up the changes they made
+  shared memory (:meth:`Cluster.shared_weights`), as one process's threads do, in chunks of
+  one process's size, and wait for each other only at epoch ends and around rank 0's
+  checkpoints: the ranks train what one process with as many threads trains, sentence for
+  sentence.
+- **Synchronisation.** Otherwise, after every chunk (of ``SyncPolicy.every_words / world``
+  words) the ranks add up the changes they made
   to the rows due (:mod:`torchw2v.synchronizer`): with 2 ranks, frequent words' rows at
   every synchronisation and rarer ones less often, the all-reduce running while the next
   chunk trains; every row at the end of each epoch. Between two synchronisations each rank trains
@@ -39,7 +43,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
-import math
 import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,9 +56,9 @@ import torch
 import torch.distributed as dist
 
 from . import shared_memory
-from .corpus import CorpusFile, ScannedCorpus, StreamedCorpus, seekable
+from .corpus import CorpusFile, ScannedCorpus, StreamedCorpus, Stripes, seekable
 from .synchronizer import Lockstep, Synchronizer, SyncPolicy
-from .trainer import ChunkPlan, EpochReport, OneProcess, Position, Schedule
+from .trainer import CHUNK_WORDS, ChunkPlan, EpochReport, OneProcess, Position, Schedule, chunk_plan
 from .weights import bind_tensors
 
 logger = logging.getLogger(__name__)
@@ -155,6 +158,52 @@ def merge_vocabularies(
     return list(index), totals
 
 
+def stripe_counts(corpus: StreamedCorpus, chunk_words: int) -> np.ndarray:
+    """``(4, P)`` int64: the number, sentences, tokens and chunks (of about ``chunk_words``
+    tokens) of each stripe of ``corpus``, what a rank tells the others in :func:`placed_plan`."""
+    parts = corpus.parts
+    chunks = np.bincount(chunk_plan(corpus, chunk_words).part, minlength=parts.stripes.size)
+    return np.stack((parts.stripes, np.diff(parts.sentences), np.diff(parts.tokens), chunks))
+
+
+def placed_plan(
+    corpus: StreamedCorpus, chunk_words: int, counts: Sequence[np.ndarray], world: int
+) -> ChunkPlan:
+    """The chunks of a rank's ``corpus`` (its :class:`~torchw2v.corpus.Stripes`) placed in
+    the whole corpus, from every rank's :func:`stripe_counts`; each round of stripes (one
+    per rank) padded with empty chunks to the most that any rank trains in it, so that
+    every rank trains as many chunks."""
+    table = np.concatenate(counts, axis=1)  # (4, K) every rank's stripes
+    stripes = int(table[0].max()) + 1 if table.size else 0
+    sentences, tokens, chunks = np.zeros((3, stripes), np.int64)
+    sentences[table[0]], tokens[table[0]], chunks[table[0]] = table[1:]
+    before = np.stack((np.cumsum(sentences) - sentences, np.cumsum(tokens) - tokens), 1)
+    totals = int(sentences.sum()), int(tokens.sum())
+    plan = chunk_plan(corpus, chunk_words, before[corpus.parts.stripes], totals)
+    rounds = -(-stripes // world)
+    most = np.pad(chunks, (0, rounds * world - stripes)).reshape(rounds, world).max(1)
+    return padded(plan, corpus.parts.stripes // world, most)
+
+
+def padded(plan: ChunkPlan, part_rounds: np.ndarray, most: np.ndarray) -> ChunkPlan:
+    """``plan`` with empty chunks after each round's, so that it has ``most[j]`` chunks in
+    round ``j`` (``(R,)``); its parts are of rounds ``part_rounds`` (``(P,)``, ascending).
+    An empty chunk is placed as the chunk before it, holding none of its sentences."""
+    chunk_round = part_rounds[plan.part]  # (C,)
+    mine = np.bincount(chunk_round, minlength=most.size)  # (R,)
+    into_round = np.arange(chunk_round.size) - (np.cumsum(mine) - mine)[chunk_round]
+    real = np.full(int(most.sum()), -1)
+    real[(np.cumsum(most) - most)[chunk_round] + into_round] = np.arange(chunk_round.size)
+    latest = np.maximum.accumulate(real) if real.size else real  # -1 before any chunk
+    bounds = np.concatenate((plan.bounds[:1], plan.bounds[latest + 1]))
+    if not chunk_round.size:  # no chunks to place empty ones as
+        zeros = np.zeros(real.size, np.int64)
+        return ChunkPlan(bounds, zeros, zeros / 1.0, zeros / 1.0, zeros, plan.sentences)
+    source = np.maximum(latest, 0)
+    fields = (plan.first, plan.start, plan.end, plan.part)
+    return ChunkPlan(bounds, *(values[source] for values in fields), plan.sentences)
+
+
 class Cluster(OneProcess):
     """This process's place among the ranks that train one model, and their collectives.
 
@@ -210,11 +259,12 @@ class Cluster(OneProcess):
     # ------------------------------------------------------------------ corpus and vocabulary
 
     def shard(self, sentences: Iterable[list[str]], training: bool = False) -> Iterable[list[str]]:
-        """This rank's part of a corpus: a byte range of a plain local file, else every
-        ``world``-th sentence; to train on, all of it for ranks on one machine (they train
-        their :attr:`share` of each chunk)."""
-        if self.world == 1 or (training and self.one_memory):
+        """This rank's part of a corpus: to count, a byte range of a plain local file, else
+        every ``world``-th sentence; to train on, its :class:`~torchw2v.corpus.Stripes`."""
+        if self.world == 1:
             return sentences
+        if training:
+            return Stripes(sentences, self.rank, self.world)
         if not (isinstance(sentences, CorpusFile) and seekable(sentences.path)):
             return RoundRobin(sentences, self.rank, self.world)
         size = os.path.getsize(sentences.path)
@@ -248,35 +298,18 @@ class Cluster(OneProcess):
         """``count`` added up over the ranks (each rank passes its own)."""
         return count if self.world == 1 else int(self._sum(np.array([count]))[0])
 
-    def seed(self, seed: int) -> int:
-        """This rank's engine seed: distinct random streams on every rank, except where
-        every rank reads the whole corpus (each sentence's stream is then one process's)."""
-        return seed if self.one_memory else seed + self.rank * 2**32
-
-    @property
-    def share(self) -> tuple[int, int]:
-        """The part of each chunk this rank trains, of how many (:class:`Trainer`'s share):
-        its token share where every rank reads the whole corpus (one machine), else all."""
-        return (self.rank, self.world) if self.one_memory else (0, 1)
-
-    def plan(self, corpus: StreamedCorpus) -> ChunkPlan | None:
-        """Chunks in lockstep: the same number on every rank, about ``every_words / world``
-        words each (a rank whose long sentences fill fewer ends with empty ones), with
-        progress counted over all ranks. ``None`` (the trainer's own chunks, one process's)
-        for one rank and for ranks training shared weights; ranks on one machine that could
-        not share them read the whole corpus too, in chunks of ``every_words``."""
-        if self.world == 1 or self.shared:
-            return None
-        if self.one_memory:
-            bounds, done = corpus.plan(self.policy.every_words)
-            return ChunkPlan(bounds, done / max(corpus.tokens, 1))
-        per_rank = max(1, self.policy.every_words // self.world)
-        largest = int(self._max(np.array([corpus.tokens]))[0])
-        chunks = max(1, math.ceil(largest / per_rank))
-        bounds, done = corpus.plan(max(1, math.ceil(corpus.tokens / chunks)))
-        bounds, done = (np.pad(a, (0, chunks + 1 - a.size), mode="edge") for a in (bounds, done))
-        done = self._sum(done)  # (chunks + 1,) words of all ranks
-        return ChunkPlan(bounds, done / max(int(done[-1]), 1))
+    def plan(self, corpus: StreamedCorpus) -> ChunkPlan:
+        """This rank's chunks, placed in the whole corpus from every rank's stripe counts:
+        of :data:`~torchw2v.trainer.CHUNK_WORDS` for shared weights, else of about
+        ``every_words / world``; each round of stripes (one per rank) padded with empty
+        chunks to the most any rank trains in it."""
+        if self.world == 1:
+            return chunk_plan(corpus, CHUNK_WORDS)
+        chunk_words = CHUNK_WORDS if self.shared else max(1, self.policy.every_words // self.world)
+        gathered: list = [None] * self.world
+        with self._guard("sharing the stripes' counts"):
+            dist.all_gather_object(gathered, stripe_counts(corpus, chunk_words))
+        return placed_plan(corpus, chunk_words, gathered, self.world)
 
     @contextmanager
     def shared_weights(self, model: Any) -> Iterator[None]:
@@ -417,7 +450,6 @@ class Cluster(OneProcess):
         stats = report.stats
         totals = np.array([report.raw_words, stats.words, stats.pairs, stats.loss])
         raw, words, pairs, loss = self._sum(totals)
-        raw = report.raw_words if self.one_memory else raw  # every rank read the whole corpus
         report.raw_words, stats.words, stats.pairs, stats.loss = (
             int(raw),
             int(words),

@@ -5,7 +5,9 @@ runs the :class:`Trainer` over the corpus, through the hooks of :class:`OneProce
 distributed ``Cluster``). No per-pair math lives here: each chunk of whole sentences goes to
 the engine, which applies the update. The learning rate decays linearly from ``start_alpha``
 to ``end_alpha`` over all epochs, as in gensim; each chunk gets the rates at its first and
-last word.
+last word, and the index of its first sentence, which keys its random draws: where a
+sentence lies in the epoch decides how it is trained, not how the corpus was cut into
+chunks, threads or ranks.
 """
 
 from __future__ import annotations
@@ -76,19 +78,66 @@ class Position:
 
 @dataclass
 class ChunkPlan:
-    """How an epoch is cut into chunks, and how far through the epoch each cut is.
+    """How an epoch is cut into chunks, and where each chunk lies in the whole epoch (all
+    ranks' sentences, in corpus order), which keys its random draws and its learning rates.
 
     Attributes
     ----------
     bounds : numpy.ndarray
-        ``(C + 1,)`` sentence indices: chunk ``c`` is sentences ``bounds[c]:bounds[c + 1]``.
-    progress : numpy.ndarray
-        ``(C + 1,)`` fraction of the epoch's words done at each bound; the learning rate
-        follows it. Distributed training counts the words of all ranks here.
+        ``(C + 1,)`` sentence indices into this process's corpus: chunk ``c`` is sentences
+        ``bounds[c]:bounds[c + 1]``.
+    first : numpy.ndarray
+        ``(C,)`` int64: the index of each chunk's first sentence among the epoch's.
+    start, end : numpy.ndarray
+        ``(C,)`` float64: the fraction of the epoch's tokens before each chunk's first token
+        and past its last; the learning rate follows them.
+    part : numpy.ndarray
+        ``(C,)`` int64: the part of the corpus (:attr:`StreamedCorpus.parts`) each chunk is
+        of.
+    sentences : int
+        The epoch's sentences.
     """
 
     bounds: np.ndarray
-    progress: np.ndarray
+    first: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    part: np.ndarray
+    sentences: int
+
+
+def chunk_plan(
+    corpus: StreamedCorpus,
+    chunk_words: int,
+    places: np.ndarray | None = None,
+    totals: tuple[int, int] | None = None,
+) -> ChunkPlan:
+    """``corpus``'s chunks of about ``chunk_words`` tokens, placed in the epoch.
+
+    Parameters
+    ----------
+    places : numpy.ndarray, optional
+        ``(P, 2)`` int64: the epoch's sentences and tokens before each of ``corpus.parts``
+        (its stripes, in distributed training); default: ``corpus``'s own.
+    totals : (int, int), optional
+        The epoch's sentences and tokens; default: ``corpus``'s.
+    """
+    bounds, done = corpus.plan(chunk_words)
+    parts = corpus.parts
+    if places is None:
+        places = np.stack((parts.sentences[:-1], parts.tokens[:-1]), axis=1)
+        totals = (corpus.sentences, corpus.tokens)
+    part = np.searchsorted(parts.sentences[:-1], bounds[:-1], "right") - 1  # (C,)
+    shift = places - np.stack((parts.sentences[:-1], parts.tokens[:-1]), axis=1)  # (P, 2)
+    sentences, tokens = totals
+    return ChunkPlan(
+        bounds,
+        bounds[:-1] + shift[part, 0],
+        (done[:-1] + shift[part, 1]) / max(tokens, 1),
+        (done[1:] + shift[part, 1]) / max(tokens, 1),
+        part,
+        sentences,
+    )
 
 
 class Trainer:
@@ -102,18 +151,11 @@ class Trainer:
         The training corpus as ids, read again each epoch.
     device : torch.device
         Where the engine's tensors live; each chunk's ids are moved there.
-    chunk_words : int, optional
-        Tokens handed to the engine per call (default ``CHUNK_WORDS``); sets how often
-        progress, rates and checkpoints update.
-    plan : ChunkPlan, optional
-        The chunks and their progress, replacing ``chunk_words`` (distributed training
-        gives every rank the same number of chunks).
+    plan : ChunkPlan
+        The chunks, and where each lies in the epoch (:func:`chunk_plan`).
     show_loss : bool
         Show the epoch's mean loss per pair in the progress bar (when the engine computes
         the loss, ``compute_loss``).
-    share : (int, int)
-        ``(part, parts)``: train only this part of each chunk, its sentences cut by tokens
-        as the engines' threads cut them (ranks that all read the whole corpus).
     """
 
     def __init__(
@@ -121,28 +163,20 @@ class Trainer:
         engine: Engine,
         corpus: StreamedCorpus,
         device: torch.device,
-        chunk_words: int | None = None,
-        plan: ChunkPlan | None = None,
+        plan: ChunkPlan,
         show_loss: bool = False,
-        share: tuple[int, int] = (0, 1),
     ):
-        self.engine = engine
+        self.engine, self.corpus, self.device, self.plan = engine, corpus, device, plan
         self.show_loss = show_loss
-        self.share = share
-        self.corpus, self.device = corpus, device
-        if plan is None:
-            bounds, done = corpus.plan(chunk_words or CHUNK_WORDS)
-            plan = ChunkPlan(bounds, done / max(corpus.tokens, 1))
-        self.bounds, self.progress = plan.bounds, plan.progress
 
     @property
     def chunks_per_epoch(self) -> int:
         """How many chunks one pass over the corpus takes."""
-        return len(self.bounds) - 1
+        return len(self.plan.bounds) - 1
 
     def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """Each chunk's ids, offsets from zero, and its first token's position in the corpus."""
-        for ids, offsets, start in self.corpus.chunks(self.bounds):
+        for ids, offsets, start in self.corpus.chunks(self.plan.bounds):
             yield torch.from_numpy(ids).to(self.device), torch.from_numpy(offsets), start
 
     def run(
@@ -157,7 +191,7 @@ class Trainer:
         """Train all epochs from ``start`` (default: the beginning); call the hooks around
         each epoch, and ``on_chunk_end`` with the position after each chunk."""
         start = start or Position()
-        total = max(self.corpus.tokens, 1)
+        plan, total = self.plan, max(self.corpus.tokens, 1)
         reports = []
         with tqdm(
             total=total * schedule.epochs,
@@ -177,13 +211,11 @@ class Trainer:
                         continue
                     end = start_word + ids.numel()
                     stats += self.engine.train_chunk(
-                        *chunk_part(
-                            ids,
-                            offsets,
-                            schedule.alpha(epoch, float(self.progress[index])),
-                            schedule.alpha(epoch, float(self.progress[index + 1])),
-                            *self.share,
-                        )
+                        ids,
+                        offsets,
+                        schedule.alpha(epoch, float(plan.start[index])),
+                        schedule.alpha(epoch, float(plan.end[index])),
+                        epoch * plan.sentences + int(plan.first[index]),
                     )
                     bar.update(ids.numel())
                     if self.show_loss and stats.pairs:
@@ -193,7 +225,7 @@ class Trainer:
                         logger.info(
                             "EPOCH %i - PROGRESS: at %.2f%% words, %.0f words/s",
                             epoch,
-                            100 * self.progress[index + 1],
+                            100 * plan.end[index],
                             end / (last_log - started),
                         )
                     if on_chunk_end is not None:
@@ -215,39 +247,6 @@ class Trainer:
         return reports
 
 
-def chunk_part(
-    ids: torch.Tensor,
-    offsets: torch.Tensor,
-    alpha_start: float,
-    alpha_end: float,
-    part: int = 0,
-    parts: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor, float, float, int]:
-    """Part ``part`` of ``parts`` of a chunk, as an engine's arguments: its ids, offsets,
-    the chunk's rates at its first token and past its last, and its first sentence's index.
-
-    The parts are contiguous sentences of about equal tokens, cut as the compiled engine cuts
-    a chunk among its threads. The compiled engine draws each sentence alike in any part and
-    trains it at the same rate, so ranks that each train one part train what one process
-    does.
-    """
-    if parts == 1:
-        return ids, offsets, alpha_start, alpha_end, 0
-    tokens = int(offsets[-1])
-    cuts = torch.tensor([tokens * part // parts, tokens * (part + 1) // parts])
-    lo, hi = torch.searchsorted(offsets, cuts).tolist()  # the first sentence at or past each
-    hi = offsets.numel() - 1 if part == parts - 1 else max(lo, hi)
-    first, last = int(offsets[lo]), int(offsets[hi])
-    step = (alpha_end - alpha_start) / max(tokens, 1)
-    return (
-        ids[first:last],
-        offsets[lo : hi + 1] - first,
-        alpha_start + step * first,
-        alpha_start + step * last,
-        lo,
-    )
-
-
 class OneProcess:
     """Training in this process alone: the hooks through which distributed training
     (:class:`torchw2v.distributed.Cluster`) shards the corpus, merges the vocabulary and
@@ -262,7 +261,6 @@ class OneProcess:
     """
 
     rank, world = 0, 1
-    share = (0, 1)  # the part of each chunk this rank trains, of how many (Trainer's share)
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -281,13 +279,9 @@ class OneProcess:
         """``count`` added up over the ranks: this rank's."""
         return count
 
-    def seed(self, seed: int) -> int:
-        """This rank's engine seed."""
-        return seed
-
-    def plan(self, corpus: StreamedCorpus) -> ChunkPlan | None:
-        """The chunks every rank trains in step: ``None``, the trainer's own."""
-        return None
+    def plan(self, corpus: StreamedCorpus) -> ChunkPlan:
+        """The chunks every rank trains in step: here those of :data:`CHUNK_WORDS`."""
+        return chunk_plan(corpus, CHUNK_WORDS)
 
     def share_start(self, start: Position | None) -> Position | None:
         """Rank 0's resume position, for every rank."""
@@ -367,17 +361,8 @@ def _fit(
     saver: Callable[[Position], None] | None,
     report_delay: float,
 ) -> tuple[int, int]:
-    engine = engine_for(model, hooks.seed(model.seed + model.train_count))
-    trainer = Trainer(
-        engine,
-        corpus,
-        model.device,
-        plan=hooks.plan(corpus),
-        show_loss=model.compute_loss,
-        share=hooks.share,
-    )
-    if start:
-        engine.calls = start.epoch * trainer.chunks_per_epoch + start.chunk
+    engine = engine_for(model, model.seed + model.train_count)
+    trainer = Trainer(engine, corpus, model.device, hooks.plan(corpus), model.compute_loss)
     logger.info(
         "training model with %i workers on %i vocabulary and %i features, using sg=%s "
         "hs=%s sample=%s negative=%s window=%s shrink_windows=%s on %s with the %s engine",

@@ -24,16 +24,17 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def chunk_seed(seed: int, call: int, sentence: int = 0) -> int:
-    """The seed of the ``call``-th chunk (0-based) of an engine seeded with ``seed``.
+def chunk_seed(seed: int, first_sentence: int) -> int:
+    """The seed of a chunk whose first sentence is the run's sentence ``first_sentence`` (its
+    index over all epochs), for an engine seeded with ``seed``.
 
     Every engine draws a chunk's randomness (subsampling, windows, negatives) from streams
-    seeded with this value, so ``(seed, call)`` is an engine's whole random state: a run
-    resumed at chunk ``call`` draws what the uninterrupted run drew. The compiled engine
-    seeds sentence ``s``'s stream with ``chunk_seed(seed, call) + s`` (mod 2**64), which
-    ``sentence`` adds. A signed 64-bit value, as the C++ op's ``int`` argument takes.
+    seeded with this value, so a chunk draws alike however the run was cut into chunks,
+    threads or ranks, and a resumed run draws what the uninterrupted run drew. The compiled
+    engine seeds sentence ``s``'s stream with ``chunk_seed(seed, s)``. A signed 64-bit
+    value, as the C++ op's ``int`` argument takes.
     """
-    x = (_mix((_mix(seed & _MASK64) + call) & _MASK64) + sentence) & _MASK64
+    x = (_mix(seed & _MASK64) + first_sentence) & _MASK64
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
@@ -157,12 +158,9 @@ class Engine(Protocol):
         Architecture, objectives, window, negatives, seed, workers, loss.
 
     Every engine checks these with :func:`check_engine` (a ``ValueError`` naming what is
-    wrong). ``calls`` counts the chunks trained so far; the ``calls``-th chunk draws its
-    randomness from a stream seeded with ``chunk_seed(config.seed, calls)``. Setting it
-    resumes the random streams of an interrupted run.
+    wrong). A chunk draws its randomness from streams seeded by
+    ``chunk_seed(config.seed, first_sentence)``.
     """
-
-    calls: int
 
     def train_chunk(
         self,
@@ -184,10 +182,10 @@ class Engine(Protocol):
         alpha_start, alpha_end : float
             Learning rate at the first and at the last token; it decays linearly between.
         first_sentence : int, optional
-            The index of the first sentence in the chunk this part was cut from (distributed
-            ranks each train a part of every chunk). The compiled engine draws each sentence
-            from its own stream, keyed by this index, so that any split of a chunk draws
-            alike; the others ignore it.
+            The index of the chunk's first sentence in the run (over all epochs and ranks),
+            which keys its random streams (:func:`chunk_seed`). The compiled engine draws
+            each sentence from its own stream, so that any cut of the corpus into chunks,
+            threads or ranks draws alike.
 
         Returns
         -------

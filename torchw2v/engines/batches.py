@@ -36,13 +36,13 @@ def start_chunk(
     vocab_size: int,
     generator: torch.Generator,
     seed: int,
-    call: int,
+    first_sentence: int,
 ) -> torch.Tensor:
-    """Check a chunk (:func:`~.base.check_chunk`) and seed ``generator`` for it, the
-    ``call``-th chunk of an engine seeded with ``seed`` (:func:`~.base.chunk_seed`).
-    Returns the offsets on the CPU."""
+    """Check a chunk (:func:`~.base.check_chunk`) and seed ``generator`` for it, a chunk
+    from the run's sentence ``first_sentence`` of an engine seeded with ``seed``
+    (:func:`~.base.chunk_seed`). Returns the offsets on the CPU."""
     offsets = check_chunk(ids, offsets, vocab_size)
-    generator.manual_seed(chunk_seed(seed, call) % 2**64)
+    generator.manual_seed(chunk_seed(seed, first_sentence) % 2**64)
     return offsets
 
 

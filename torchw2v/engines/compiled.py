@@ -93,11 +93,13 @@ def _compile(
     name: str, source: Path, registered: Callable[[], Callable | None] = _registered_op
 ) -> Callable[..., torch.Tensor]:
     """Build (or find in torch's extension cache) and load the op that ``registered`` looks
-    up (by default ``train_chunk``); raise on failure."""
+    up (by default ``train_chunk``); raise on failure. The build is named after ``name`` and
+    a hash of the source, so that installs of different sources never load each other's."""
     from torch.utils import cpp_extension
 
+    digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
     cpp_extension.load(
-        name=name,
+        name=f"{name}_{digest}",
         sources=[str(source)],
         extra_cflags=_cflags(),
         is_python_module=False,
@@ -205,11 +207,10 @@ class CompiledEngine:
 
     Notes
     -----
-    Each :meth:`train_chunk` call draws from fresh random streams, one per sentence, seeded
-    by ``chunk_seed(config.seed, call_index, sentence)``: successive chunks differ, a run
-    with a fixed seed and ``workers=1`` is bit-for-bit reproducible, and any ``workers``
-    draws the same. With ``workers > 1`` the threads race on shared rows (Hogwild), so
-    results vary slightly from run to run.
+    Each sentence draws from its own random stream, seeded by ``chunk_seed(config.seed, s)``
+    for the run's sentence ``s``: a run with a fixed seed and ``workers=1`` is bit-for-bit
+    reproducible, and any ``workers``, chunks or ranks draw the same. With ``workers > 1``
+    the threads race on shared rows (Hogwild), so results vary slightly from run to run.
     """
 
     def __init__(self, weights: EngineWeights, tables: SamplingTables, config: EngineConfig):
@@ -235,7 +236,6 @@ class CompiledEngine:
         self.op = load_op()
         self.syn0, self.syn1neg, self.syn1, self.config = syn0, syn1neg, syn1, config
         self.sample_int, self.cum_table = tables.sample_int, tables.cum_table
-        self.calls = 0
 
     def train_chunk(
         self,
@@ -248,8 +248,8 @@ class CompiledEngine:
         """Train on one chunk (see :meth:`.base.Engine.train_chunk`) with ``workers`` threads.
 
         The learning rate decays linearly over the chunk, updated once per sentence. Sentence
-        ``s`` draws from a stream seeded by ``chunk_seed(seed, call, first_sentence + s)``:
-        the draws depend on neither ``workers`` nor how the chunk was split.
+        ``s`` of the chunk draws from a stream seeded by ``chunk_seed(seed, first_sentence +
+        s)``: the draws depend on neither ``workers`` nor how the corpus was cut.
 
         Raises
         ------
@@ -263,8 +263,7 @@ class CompiledEngine:
             NaN or infinite score without applying it.
         """
         cfg = self.config
-        seed = chunk_seed(cfg.seed, self.calls, first_sentence)
-        self.calls += 1
+        seed = chunk_seed(cfg.seed, first_sentence)
         out = self.op(
             self.syn0,
             self.syn1neg,

@@ -33,15 +33,6 @@ class LockedRows:
         self.rows = torch.nonzero(factors != 1).flatten()  # (R,)
         self.factors = factors[self.rows, None]  # (R, 1)
 
-    @property
-    def calls(self) -> int:
-        """The wrapped engine's chunk count (its random state, see :class:`.base.Engine`)."""
-        return self.engine.calls
-
-    @calls.setter
-    def calls(self, value: int) -> None:
-        self.engine.calls = value
-
     def train_chunk(
         self,
         ids: torch.Tensor,

@@ -77,7 +77,6 @@ class TorchEngine:
         device = self.syn0.device
         self.batch_centers = batch_centers or default_batch_centers(config)
         self.generator = torch.Generator(device=device)
-        self.calls = 0
         self.table_end = int(tables.cum_table[-1]) if config.negative else 0
 
     @torch.no_grad()
@@ -90,9 +89,8 @@ class TorchEngine:
         first_sentence: int = 0,
     ) -> ChunkStats:
         offsets = batches.start_chunk(
-            ids, offsets, self.syn0.shape[0], self.generator, self.config.seed, self.calls
+            ids, offsets, self.syn0.shape[0], self.generator, self.config.seed, first_sentence
         )
-        self.calls += 1
         kept = batches.subsample(ids, offsets, self.tables.sample_int, self.generator)
         n = kept.words.numel()
         if n == 0:

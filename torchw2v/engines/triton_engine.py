@@ -266,7 +266,6 @@ class TritonEngine:
         if num_stages is not None:
             self.launch_options["num_stages"] = num_stages
         self.generator = torch.Generator(device=self.device)
-        self.calls = 0
 
     def train_chunk(
         self,
@@ -289,9 +288,8 @@ class TritonEngine:
             Training diverged: a score was NaN or infinite (``alpha`` is too high).
         """
         offsets = batches.start_chunk(
-            ids, offsets, self.syn0.shape[0], self.generator, self.config.seed, self.calls
+            ids, offsets, self.syn0.shape[0], self.generator, self.config.seed, first_sentence
         )
-        self.calls += 1
         prepared = prepare_chunk(ids, offsets, self.tables, self.config, self.generator)
         return self.run_kernel(prepared, alpha_start, alpha_end)
 
