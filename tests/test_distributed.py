@@ -8,6 +8,7 @@ gives its workers (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from gensim.test.utils import datapath
 
 import torchw2v
 from torchw2v import corpus as corpus_module
+from torchw2v import distributed
 from torchw2v.corpus import CorpusFile, Stripes, encode, scan
 from torchw2v.distributed import (
     Cluster,
@@ -256,6 +258,19 @@ def test_ranks_place_every_sentence_where_one_process_has_it(
                 assert plan.end[c] * one.tokens == pytest.approx(hi)
                 placed.extend(range(first, first + count))
         assert sorted(placed) == list(range(one.sentences))
+
+
+def test_a_line_longer_than_stripes_is_warned_of(tmp_path, ragged_file, monkeypatch, caplog):
+    monkeypatch.setattr(corpus_module, "STRIPE_BYTES", 100)
+    long_line = tmp_path / "long.txt"
+    long_line.write_text(" ".join(["a b"] * 2000) + "\n" + "a b\n" * 50, encoding="utf-8")
+    for path, warned in ((ragged_file, False), (long_line, True)):
+        vocabulary = {"a": 0, "b": 1} if warned else {"w1é": 0, "w3é": 1}
+        ranks = [encode(Stripes(CorpusFile(path), r, 2), vocabulary) for r in range(2)]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="torchw2v.distributed"):
+            distributed._warn_if_unbalanced([stripe_counts(rank, 64) for rank in ranks])
+        assert ("lines longer than a stripe" in caplog.text) == warned, path
 
 
 @pytest.mark.parametrize("world", [2, 3])

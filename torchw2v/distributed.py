@@ -56,7 +56,7 @@ import torch
 import torch.distributed as dist
 
 from . import shared_memory
-from .corpus import CorpusFile, ScannedCorpus, StreamedCorpus, Stripes, seekable
+from .corpus import STRIPE_BYTES, CorpusFile, ScannedCorpus, StreamedCorpus, Stripes, seekable
 from .synchronizer import Lockstep, Synchronizer, SyncPolicy
 from .trainer import CHUNK_WORDS, ChunkPlan, EpochReport, OneProcess, Position, Schedule, chunk_plan
 from .weights import bind_tensors
@@ -185,6 +185,22 @@ def placed_plan(
     return padded(plan, corpus.parts.stripes // world, most)
 
 
+def _warn_if_unbalanced(counts: Sequence[np.ndarray]) -> None:
+    """Warn when, over several rounds of stripes, some rank's stripes hold under half the
+    tokens of another's: a file of a few very long lines (a line belongs to the stripe of
+    its first byte)."""
+    tokens = [int(rank[2].sum()) for rank in counts]
+    rounds = sum(rank.shape[1] for rank in counts) / len(counts)
+    if rounds >= 2 and min(tokens) < max(tokens) / 2:
+        logger.warning(
+            "the ranks' stripes hold %s tokens: lines longer than a stripe (about %i bytes) "
+            "go whole to one rank, and the others wait for it; split the corpus into shorter "
+            "lines, or pass it as corpus_iterable (gensim's Text8Corpus for text8)",
+            " / ".join(f"{t:,}" for t in tokens),
+            STRIPE_BYTES,
+        )
+
+
 def padded(plan: ChunkPlan, part_rounds: np.ndarray, most: np.ndarray) -> ChunkPlan:
     """``plan`` with empty chunks after each round's, so that it has ``most[j]`` chunks in
     round ``j`` (``(R,)``); its parts are of rounds ``part_rounds`` (``(P,)``, ascending).
@@ -309,6 +325,8 @@ class Cluster(OneProcess):
         gathered: list = [None] * self.world
         with self._guard("sharing the stripes' counts"):
             dist.all_gather_object(gathered, stripe_counts(corpus, chunk_words))
+        if self.rank == 0:
+            _warn_if_unbalanced(gathered)
         return placed_plan(corpus, chunk_words, gathered, self.world)
 
     @contextmanager
