@@ -41,8 +41,8 @@ class SyncPolicy:
     ----------
     every_words : int, optional
         Corpus words (all ranks together) trained between two synchronisations (not with
-        ``"shared"`` weights: there each rank trains chunks of 262,144 words, one process's
-        chunk). Default
+        ``"shared"`` weights: there each rank trains chunks of up to 262,144 words, one
+        process's chunk, within its stripes). Default
         65,536 with 2 ranks, 2,048 per rank with more (8,192 with 4, 16,384 with 8): 2 ranks
         score as one process at 65,536 (over 3 seeds) and spend 0.2-0.4 s less per 12M words
         than at 32,768; with 8 ranks 32,768 lost 0.03-0.05 WS353 against one process and
