@@ -39,9 +39,10 @@ class Captured(Exception):
 def capture(args: argparse.Namespace) -> None:
     """Train on ``args.corpus`` and save the ``args.chunk``-th chunk the op is given."""
     train_chunk = compiled.CompiledEngine.train_chunk
+    calls = iter(range(args.chunk))
 
     def save_then_stop(engine, ids, offsets, alpha_start, alpha_end, first_sentence=0):
-        if engine.calls < args.chunk:
+        if next(calls, None) is not None:  # not yet the chunk to save
             return train_chunk(engine, ids, offsets, alpha_start, alpha_end, first_sentence)
         weights = {n: getattr(engine, n).clone() for n in ("syn0", "syn1neg", "syn1")}
         tables = ("sample_int", "cum_table", "points", "codes", "lengths")
