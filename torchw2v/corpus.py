@@ -214,11 +214,16 @@ def seekable(path: str) -> bool:
     return "://" not in path and Path(path).suffix.lower() not in get_supported_extensions()
 
 
+def _file_of(sentences: Iterable) -> Iterable:
+    """What ``sentences`` reads: the corpus itself, or the corpus of :class:`Stripes`."""
+    return sentences.sentences if isinstance(sentences, Stripes) else sentences
+
+
 def _compiled_spans(sentences: Iterable) -> list[tuple[int, int, int]] | None:
     """The ``(stripe, start, end)`` byte ranges in which the compiled reader reads
     ``sentences``, in order, or None if it cannot (not a plain local :class:`CorpusFile`
     or :class:`Stripes` of one, or the reader unavailable). A file read whole is stripe 0."""
-    file = sentences.sentences if isinstance(sentences, Stripes) else sentences
+    file = _file_of(sentences)
     if not (
         isinstance(file, CorpusFile)
         and seekable(file.path)
@@ -479,6 +484,11 @@ class Parts:
     sentences: np.ndarray
     tokens: np.ndarray
 
+    def holding(self, sentences: np.ndarray) -> np.ndarray:
+        """The part each of ``sentences`` (indices into the corpus; the end: the last part)
+        lies in, as ``(N,)`` indices into :attr:`stripes`."""
+        return np.maximum(np.searchsorted(self.sentences[:-1], sentences, "right") - 1, 0)
+
 
 class StreamedCorpus:
     """A corpus as word ids, encoded again block by block on every pass.
@@ -554,7 +564,7 @@ class StreamedCorpus:
         half of ``chunk_words`` tokens: that chunk joins the one before it (a stripe of
         distributed training would otherwise end in a short chunk, and a synchronisation)."""
         parts = self.parts
-        part = np.maximum(np.searchsorted(parts.sentences[:-1], bounds, "right") - 1, 0)
+        part = parts.holding(bounds)
         rest = parts.tokens[np.minimum(part + 1, parts.tokens.size - 1)] - done
         short = (bounds != parts.sentences[part]) & (rest < chunk_words / 2)
         short[[0, -1]] = False
@@ -781,8 +791,8 @@ def encode(
     spans = _compiled_spans(sentences)
     if spans is not None and _dense(key_to_index):
         index = corpus_compiled.WordIndex(key_to_index)
-        path = (sentences.sentences if isinstance(sentences, Stripes) else sentences).path
-        return StreamedCorpus(FileBlocks(path, index, spans, workers), chunk_words)
+        blocks = FileBlocks(_file_of(sentences).path, index, spans, workers)
+        return StreamedCorpus(blocks, chunk_words)
     return StreamedCorpus(SentenceBlocks(sentences, key_to_index), chunk_words)
 
 

@@ -162,7 +162,8 @@ def stripe_counts(corpus: StreamedCorpus, chunk_words: int) -> np.ndarray:
     """``(4, P)`` int64: the number, sentences, tokens and chunks (of about ``chunk_words``
     tokens) of each stripe of ``corpus``, what a rank tells the others in :func:`placed_plan`."""
     parts = corpus.parts
-    chunks = np.bincount(chunk_plan(corpus, chunk_words).part, minlength=parts.stripes.size)
+    bounds, _ = corpus.plan(chunk_words)
+    chunks = np.bincount(parts.holding(bounds[:-1]), minlength=parts.stripes.size)
     return np.stack((parts.stripes, np.diff(parts.sentences), np.diff(parts.tokens), chunks))
 
 

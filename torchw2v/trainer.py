@@ -127,7 +127,7 @@ def chunk_plan(
     if places is None:
         places = np.stack((parts.sentences[:-1], parts.tokens[:-1]), axis=1)
         totals = (corpus.sentences, corpus.tokens)
-    part = np.searchsorted(parts.sentences[:-1], bounds[:-1], "right") - 1  # (C,)
+    part = parts.holding(bounds[:-1])  # (C,)
     shift = places - np.stack((parts.sentences[:-1], parts.tokens[:-1]), axis=1)  # (P, 2)
     sentences, tokens = totals
     return ChunkPlan(
