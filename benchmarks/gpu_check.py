@@ -8,6 +8,9 @@
   ``bench_vs_gensim.train_and_score`` (the same timing and scores as ``RESULTS.md``), append
   its numbers to ``OUT/results.jsonl`` and rewrite ``OUT/report.md`` from all of them, so that
   a check cut short still leaves a report.
+- ``profile OUT CORPUS``: one epoch of torchw2v SG-NS d100 on ``CORPUS`` under
+  ``torch.profiler``, after an untimed warm-up; the operators and kernels by device time, and
+  the epoch's words/s, to ``OUT/profile.txt``: where a GPU run's time goes.
 
 Examples
 --------
@@ -156,6 +159,42 @@ def train(args: argparse.Namespace) -> None:
     (args.out / "report.md").write_text(report(records), encoding="utf-8")
 
 
+def profile(out: Path, corpus: Path, device: str) -> None:
+    """Profile one epoch of SG-NS d100 on ``device``; write the table to ``out/profile.txt``."""
+    import time
+
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    from torchw2v import Word2Vec
+    from torchw2v.compare import warm_up
+
+    settings = dict(sg=1, vector_size=100, workers=16, seed=1, device=device, epochs=1)
+    warm_up(settings)
+    model = Word2Vec(**settings)
+    model.build_vocab(corpus_file=str(corpus))
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * torch.cuda.is_available()
+    with torch.profiler.profile(activities=activities) as prof:
+        started = time.perf_counter()
+        model.train(
+            corpus_file=str(corpus),
+            total_examples=model.corpus_count,
+            total_words=model.corpus_total_words,
+            epochs=1,
+        )
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+    sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
+    head = (
+        f"SG-NS d100, 1 epoch of {model.corpus_total_words:,} words on {device} under the "
+        f"profiler: {seconds:.2f} s, {model.corpus_total_words / seconds:,.0f} words/s\n"
+    )
+    print(head + table)
+    (out / "profile.txt").write_text(head + table + "\n", encoding="utf-8")
+
+
 def report(records: list[dict]) -> str:
     """The markdown block for RESULTS.md: one row per run, speed against gensim's same setting;
     the runs of one setting together, in the order the settings were first trained."""
@@ -206,6 +245,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     prepare.add_argument("source", type=Path)
     prepare.add_argument("tokens", type=int)
     prepare.add_argument("dest", type=Path)
+    profiled = steps.add_parser("profile")
+    profiled.add_argument("out", type=Path)
+    profiled.add_argument("corpus", type=Path)
+    profiled.add_argument("--device", default="cuda")
     run = steps.add_parser("train")
     run.add_argument("out", type=Path)
     run.add_argument("--library", choices=("torchw2v", "gensim"), required=True)
@@ -232,6 +275,8 @@ def main(argv: list[str]) -> None:
     if args.step == "prepare":
         lines, tokens = write_slice(args.source, 0, args.tokens, args.dest)
         print(f"{args.source.name}: {tokens:,} tokens, {lines:,} lines -> {args.dest}")
+    elif args.step == "profile":
+        profile(args.out, args.corpus, args.device)
     else:
         train(args)
 

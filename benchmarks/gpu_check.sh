@@ -8,7 +8,8 @@
 #   3. runs every CUDA test ($OUT/tests.xml);
 #   4. trains on wiki17m.txt.gz (3 epochs): torchw2v SG-NS d100 on the GPU, gensim SG-NS d100
 #      with 16 workers, torchw2v CBOW-NS d100, SG-HS d100 and SG-NS d300, then gensim in those
-#      settings while time is left. Each run is appended to $OUT/results.jsonl and
+#      settings while time is left, with one epoch of SG-NS profiled ($OUT/profile.txt)
+#      after the first pair. Each run is appended to $OUT/results.jsonl and
 #      $OUT/report.md (a RESULTS.md block: words/s, speed vs gensim, scores, GPU memory) as
 #      soon as it is measured.
 # Each step has its own time limit, so one that fails or hangs leaves the rest their time;
@@ -90,12 +91,15 @@ main() {
     # -P: import the installed torchw2v, not this tree's
     step "CUDA tests" 200 30 "$python" -P -m pytest -q -rA -p no:cacheprovider \
         --junitxml="$OUT/tests.xml" -k cuda \
-        tests/test_engine_triton.py tests/test_word2vec.py tests/test_engine_torch.py
+        tests/test_engine_triton.py tests/test_word2vec.py tests/test_engine_torch.py \
+        tests/test_distributed.py
 
     if step "corpus" 60 10 "$python" benchmarks/gpu_check.py prepare "$source" "$tokens" \
         "$work/corpus.txt"; then
         train torchw2v 1 0 100 120 30
         train gensim 1 0 100 150 30
+        step "profile SG-NS d100" 60 20 "$python" benchmarks/gpu_check.py profile "$OUT" \
+            "$work/corpus.txt" --device "$device"
         train torchw2v 0 0 100 90 30
         train torchw2v 1 1 100 120 30
         train torchw2v 1 0 300 120 30

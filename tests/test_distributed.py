@@ -99,6 +99,8 @@ WORKER = textwrap.dedent(
         return {"scale": order.scale[position].tolist(), "every": (2**tier).tolist()}
 
 
+    if job.get("backend"):  # a process group of the caller's, not torchw2v's default
+        torch.distributed.init_process_group(job["backend"])
     if job.get("foreign") and rank == 1:  # as if on another machine than rank 0
         import torchw2v.shared_memory
         torchw2v.shared_memory.attach = lambda offered: None
@@ -465,14 +467,24 @@ def assert_rows_follow_their_own_counts(out: Path, name: str) -> None:
 TWO_GPUS = pytest.mark.skipif(
     torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL, one GPU per rank)"
 )
+ONE_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=TWO_GPUS)])
+@pytest.mark.parametrize(
+    "device, backend",
+    [
+        ("cpu", "gloo"),
+        pytest.param("cuda", "nccl", marks=TWO_GPUS),
+        # NCCL refuses two ranks on one GPU; gloo moves CUDA tensors through the host
+        pytest.param("cuda:0", "gloo", marks=ONE_GPU, id="cuda-one-gpu-gloo"),
+    ],
+)
 def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
-    device, worker, wiki_txt, tmp_path, child_env
+    device, backend, worker, wiki_txt, tmp_path, child_env
 ):
     settings = {**SETTINGS, "device": device}
     job = {
+        "backend": backend if device == "cuda:0" else None,
         "corpus": str(wiki_txt),
         "out": str(tmp_path),
         "settings": settings,
@@ -481,7 +493,6 @@ def test_two_ranks_train_one_model_with_the_whole_corpus_vocabulary(
         "crash": False,
         "modes": True,
     }
-    backend = "nccl" if device == "cuda" else "gloo"
     for rank, (status, err) in enumerate(launch(worker, job, child_env)):
         assert status == 0, err
         assert f"rank {rank} of 2 on {device}{f':{rank}' * (device == 'cuda')} ({backend})" in err
