@@ -11,7 +11,9 @@
 #      settings while time is left, with one epoch of SG-NS profiled ($OUT/profile.txt)
 #      after the first pair. Each run is appended to $OUT/results.jsonl and
 #      $OUT/report.md (a RESULTS.md block: words/s, speed vs gensim, scores, GPU memory) as
-#      soon as it is measured.
+#      soon as it is measured;
+#   5. sweeps the Triton engine's centers in flight (benchmarks/bench_triton_launch.py,
+#      $OUT/launches.md) with what time is left.
 # Each step has its own time limit, so one that fails or hangs leaves the rest their time;
 # $OUT/steps.txt says how each step ended and $OUT/check.log holds everything printed.
 #
@@ -22,6 +24,8 @@
 #       # CPU, TRITON_INTERPRET=1 (the tests that need CUDA skip); the bundle built for this
 #       # Python (see benchmarks/gpu_bundle.sh)
 # GPU_CHECK_TOKENS=N trains on the first N tokens (whole lines) instead.
+# GPU_CHECK_PLAN=launches runs the launch sweep (step 5) before the CUDA tests and trains
+# nothing else; GPU_CHECK_SWEEP lists its variants (see benchmarks/bench_triton_launch.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +43,11 @@ else
 fi
 export PYTHONUNBUFFERED=1 PYTHONPATH=$work/site
 started=$SECONDS
+plan=${GPU_CHECK_PLAN:-full}
+sweep=${GPU_CHECK_SWEEP:-SG-NS:100:1024:serial SG-NS:100:1024:persistent \
+    CBOW-NS:100:1024:serial CBOW-NS:100:4096:persistent SG-NS:100:4096:persistent \
+    SG-HS:100:256:persistent SG-NS:100:256:persistent SG-NS:300:1024:persistent \
+    SG-NS:100:16384:persistent SG-HS:100:1024:persistent}
 
 # step NAME LIMIT_S LEAST_S COMMAND...: run COMMAND for at most LIMIT_S seconds and what is left
 # of the budget; skip it when less than LEAST_S is left. Its outcome goes to $OUT/steps.txt.
@@ -73,6 +82,23 @@ train() {
         --source "$(basename "$source")" --epochs "$epochs" --workers "$workers" --device "$device"
 }
 
+cuda_tests() {
+    # -P: import the installed torchw2v, not this tree's
+    step "CUDA tests" 200 30 "$python" -P -m pytest -q -rA -p no:cacheprovider \
+        --junitxml="$OUT/tests.xml" -k cuda \
+        tests/test_engine_triton.py tests/test_word2vec.py tests/test_engine_torch.py \
+        tests/test_distributed.py
+}
+
+# launch_sweep RESERVE_S: the Triton engine's centers in flight against quality and speed
+# (benchmarks/bench_triton_launch.py), while time is left beyond RESERVE_S.
+launch_sweep() {
+    local left=$((budget - (SECONDS - started) - $1))
+    step "launch sweep" "$left" 40 "$python" benchmarks/bench_triton_launch.py "$OUT" \
+        "$work/corpus.txt" --epochs "$epochs" --device "$device" --budget $((left - 30)) \
+        $sweep
+}
+
 main() {
     echo "GPU check: budget ${budget}s, device $device, results in $OUT, scratch in $work"
     {
@@ -88,14 +114,13 @@ main() {
         { PYTHONPATH+=:$PWD && echo "torchw2v not installed: testing and training this tree's"; }
     step "environment" 60 10 "$python" benchmarks/gpu_check.py env "$OUT"
 
-    # -P: import the installed torchw2v, not this tree's
-    step "CUDA tests" 200 30 "$python" -P -m pytest -q -rA -p no:cacheprovider \
-        --junitxml="$OUT/tests.xml" -k cuda \
-        tests/test_engine_triton.py tests/test_word2vec.py tests/test_engine_torch.py \
-        tests/test_distributed.py
-
-    if step "corpus" 60 10 "$python" benchmarks/gpu_check.py prepare "$source" "$tokens" \
+    if ! step "corpus" 60 10 "$python" benchmarks/gpu_check.py prepare "$source" "$tokens" \
         "$work/corpus.txt"; then
+        plan=tests
+    fi
+    [[ $plan == launches ]] && launch_sweep 120
+    cuda_tests
+    if [[ $plan == full ]]; then
         train torchw2v 1 0 100 120 30
         train gensim 1 0 100 150 30
         step "profile SG-NS d100" 60 20 "$python" benchmarks/gpu_check.py profile "$OUT" \
@@ -106,6 +131,7 @@ main() {
         train gensim 0 0 100 120 45
         train gensim 1 1 100 150 60
         train gensim 1 0 300 150 60
+        launch_sweep 5
     fi
 
     echo "=== done in $((SECONDS - started))s of ${budget}s"

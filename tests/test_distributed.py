@@ -93,10 +93,11 @@ WORKER = textwrap.dedent(
     def by_row(order):  # each row's factor, and every how many synchronisations it is sent
         if order is None:
             return None
-        position = torch.empty_like(order.rows)
-        position[order.rows] = torch.arange(len(order.rows))
+        rows = order.rows.cpu()  # the weights' device (cuda too)
+        position = torch.empty_like(rows)
+        position[rows] = torch.arange(len(rows))
         tier = torch.bucketize(position, torch.tensor(order.ends), right=True)
-        return {"scale": order.scale[position].tolist(), "every": (2**tier).tolist()}
+        return {"scale": order.scale.cpu()[position].tolist(), "every": (2**tier).tolist()}
 
 
     if job.get("backend"):  # a process group of the caller's, not torchw2v's default

@@ -180,6 +180,7 @@ def check_kernel_vs_reference(
     centers: int | None = None,
     block_d: int = 16,
     centers_per_launch: int | None = None,
+    persistent: bool = False,
 ) -> None:
     """One chunk: the kernel's update, loss and predictions equal the float64 replay."""
     vocab, window = 12, 3
@@ -195,6 +196,7 @@ def check_kernel_vs_reference(
         centers=centers,
         block_d=block_d,
         centers_per_launch=centers_per_launch,
+        persistent=persistent,
     )
     g = engine.shape.centers
     stats = engine.run_kernel(chunk, 0.5, 0.1)
@@ -236,6 +238,29 @@ KERNEL_CASES = {
     "cbow_sum_hs_ns": {"dim": 24, "centers": 40},  # one program trains the whole chunk
 }
 """Launch settings of each new objective's kernel check (its dimension, groups, launches)."""
+PERSISTENT_CASES = {  # one program looping over the groups in order, as the replay does
+    "sg_ns": {"dim": 100, "centers": 3, "centers_per_launch": 3},
+    "cbow_mean_hs_ns": {"dim": 48, "centers": 2, "centers_per_launch": 1},
+}
+"""Launch settings of each new objective's kernel check (its dimension, groups, launches)."""
+
+
+def check_persistent_programs_train_every_center() -> None:
+    """Two programs looping over 20 groups (program 0 the even ones): every center of the
+    chunk trains once, as in the replay, only in another order."""
+    vocab, window, dim = 12, 3, 16
+    cfg = config("sg_ns", window=window)
+    chunk = fixed_chunk(vocab, cfg.negative, window)
+    tables = make_tables(np.arange(vocab, 0, -1))
+    weights = random_weights(vocab, dim)
+    start = snapshot(weights)
+    engine = make_engine(weights, tables, cfg, centers=2, centers_per_launch=4, persistent=True)
+    stats = engine.run_kernel(chunk, 0.5, 0.1)
+    expected, loss, pairs = reference_update(start, chunk, cfg, tables, 0.5, 0.1, 2)
+    assert stats.words == 40 and stats.pairs == pairs
+    assert stats.loss == pytest.approx(loss, rel=0.2)
+    assert not np.allclose(weights["syn0"].numpy(), expected["syn0"], atol=1e-3)  # the order
+    assert np.abs(weights["syn0"].numpy() - start["syn0"]).max() > 1e-2
 
 
 def check_sentences_do_not_interact() -> None:
@@ -386,6 +411,13 @@ CHECKS: dict[str, Callable[[], None]] = {
         f"kernel_{objective}": functools.partial(check_kernel_vs_reference, objective, **case)
         for objective, case in KERNEL_CASES.items()
     },
+    **{
+        f"kernel_persistent_{objective}": functools.partial(
+            check_kernel_vs_reference, objective, persistent=True, **case
+        )
+        for objective, case in PERSISTENT_CASES.items()
+    },
+    "persistent_programs_train_every_center": check_persistent_programs_train_every_center,
     "sentences_do_not_interact": check_sentences_do_not_interact,
     **{
         f"matches_compiled_{objective}": functools.partial(check_matches_compiled_engine, objective)
@@ -566,7 +598,7 @@ def test_engine_centers_per_launch(interpreted):
     def per_launch(objective: str, **options) -> int | None:
         return make_engine(w, tables, config(objective), **options)
 
-    assert per_launch("sg_ns").centers_per_launch is None  # the whole chunk at once
+    assert per_launch("sg_ns").centers_per_launch == 1020  # the torch engine's 1024, of 5s
     assert per_launch("cbow_mean_hs").centers_per_launch == 256
     assert per_launch("sg_hs_ns").centers_per_launch == 128  # both gradients per context
     assert per_launch("sg_ns", centers=5, centers_per_launch=23).centers_per_launch == 20
@@ -687,7 +719,13 @@ def test_kernel_compiles_for_hopper_without_spills(tmp_path, objective):
     signature = {f"{name}_ptr": kind or "constexpr" for name, kind in pointers.items()}
     constants = {f"{name}_ptr": None for name, kind in pointers.items() if kind is None}
     signature.update(
-        base="i32", M="i32", D="i32", window="i32", alpha_start="fp32", alpha_step="fp32"
+        base="i32",
+        steps="i32",
+        M="i32",
+        D="i32",
+        window="i32",
+        alpha_start="fp32",
+        alpha_step="fp32",
     )
     constants.update(
         SG=cfg.sg,
@@ -769,9 +807,11 @@ def test_cuda_draws_are_reproducible():
     for field in ("words", "starts", "ends", "reach", "negatives"):
         assert torch.equal(getattr(c1, field), getattr(c2, field)), field
     assert (s1.words, s1.pairs) == (s2.words, s2.pairs)
-    assert s1.loss == pytest.approx(s2.loss, rel=1e-4)
-    # atomic adds land in a varying order: equal up to rounding
-    torch.testing.assert_close(v1, v2, atol=1e-4, rtol=1e-4)
+    # Hogwild: a program reads a row before or after another's update lands, as the GPU
+    # schedules them (on the H200 the loss of two runs differed by 0.2%, 200 words)
+    assert s1.loss == pytest.approx(s2.loss, rel=1e-2)
+    moved = torch.linalg.norm(v1 - random_weights(vocab, dim)["syn0"])
+    assert torch.linalg.norm(v1 - v2) < 0.05 * moved
 
 
 @needs_cuda

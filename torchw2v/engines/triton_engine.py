@@ -59,6 +59,10 @@ DOT_PRECISION = "ieee"
 ``"tf32"`` uses tensor cores with 10-bit mantissas (fewer registers, less accurate);
 ``"tf32x3"`` three TF32 products, about float32's accuracy. The interpreter computes float32
 whatever this says."""
+PERSISTENT = False
+"""Whether a chunk is trained by one launch of ``centers_per_launch / G`` programs that loop
+over its groups, rather than by launches of ``centers_per_launch`` centers one after the
+other: as many centers in flight, without a launch per batch."""
 MAX_ROWS = 2048
 """The most context rows of a program: its ``(ROWS, BLOCK_D)`` tile of ``syn0`` then takes
 128 KiB of shared memory (H100 and H200 have 228 KiB per multiprocessor)."""
@@ -235,6 +239,7 @@ class TritonEngine:
         *,
         centers: int | None = None,
         centers_per_launch: int | None = None,
+        persistent: bool | None = None,
         block_d: int = BLOCK_D,
         num_warps: int = NUM_WARPS,
         num_stages: int | None = None,
@@ -261,6 +266,7 @@ class TritonEngine:
         self.centers_per_launch = _centers_per_launch(
             centers_per_launch, config, self.shape.centers
         )
+        self.persistent = PERSISTENT if persistent is None else persistent
         self.dot_precision = dot_precision
         self.launch_options = {"num_warps": num_warps}
         if num_stages is not None:
@@ -312,13 +318,21 @@ class TritonEngine:
         window, shape = self._fitted_shape(prepared)
         g = shape.centers
         per_launch = self.centers_per_launch or m  # a multiple of g unless it is m
-        partials = torch.empty((triton.cdiv(m, g), 3), dtype=torch.float32, device=self.device)
+        groups = triton.cdiv(m, g)
         alpha_step = float(alpha_end - alpha_start) / m
         with _on(self.device):
-            for first in range(0, m, per_launch):
-                programs = triton.cdiv(min(per_launch, m - first), g)
-                launch = (first, programs, alpha_start, alpha_step, window, shape)
-                self._launch(prepared, partials[first // g :], *launch)
+            if self.persistent:  # one launch: per_launch / g programs, each looping
+                programs = min(groups, triton.cdiv(per_launch, g))
+                partials = torch.empty((programs, 3), dtype=torch.float32, device=self.device)
+                steps = triton.cdiv(groups, programs)
+                launch = (0, programs, steps, alpha_start, alpha_step, window, shape)
+                self._launch(prepared, partials, *launch)
+            else:
+                partials = torch.empty((groups, 3), dtype=torch.float32, device=self.device)
+                for first in range(0, m, per_launch):
+                    programs = triton.cdiv(min(per_launch, m - first), g)
+                    launch = (first, programs, 1, alpha_start, alpha_step, window, shape)
+                    self._launch(prepared, partials[first // g :], *launch)
         loss, pairs, nonfinite = partials.double().sum(0).tolist()
         if nonfinite:
             raise base.divergence_error(alpha_start)
@@ -358,13 +372,15 @@ class TritonEngine:
         partials: torch.Tensor,
         first: int,
         programs: int,
+        steps: int,
         alpha_start: float,
         alpha_step: float,
         window: int,
         shape: LaunchShape,
     ) -> None:
-        """One launch: ``programs`` programs from kept position ``first`` on, their rows
-        spanning ``window`` positions either side of their centers."""
+        """One launch: ``programs`` programs from kept position ``first`` on, each training
+        ``steps`` groups of centers (program ``p`` groups ``p``, ``p + programs``, ...), their
+        rows spanning ``window`` positions either side of their centers."""
         cfg, tables = self.config, self.tables
         ns, hs = cfg.negative > 0, cfg.hs
         w2v_kernel[(programs,)](
@@ -381,6 +397,7 @@ class TritonEngine:
             tables.lengths if hs else None,
             partials,
             first,
+            steps,
             prepared.words.numel(),
             self.syn0.shape[1],
             window,
@@ -408,8 +425,7 @@ def _on(device: torch.device) -> contextlib.AbstractContextManager:
 
 def _centers_per_launch(requested: int | None, config: EngineConfig, centers: int) -> int | None:
     """The centers per launch, a multiple of ``centers`` per program; ``None``: all at once."""
-    default = default_batch_centers(config) if config.hs else None
-    limit = requested if requested is not None else default
+    limit = requested if requested is not None else default_batch_centers(config)
     if limit is None:
         return None
     if limit < 1:

@@ -281,6 +281,7 @@ def w2v_kernel(
     lengths_ptr,  # (V,) int32 path lengths (None without HS)
     partials_ptr,  # (P, 3) float32 out: each program's loss, predictions, NaN/inf scores
     base,  # kept position of this launch's first center
+    steps,  # groups of CENTERS centers each program trains, one after the other
     M,
     D,
     window,
@@ -299,90 +300,94 @@ def w2v_kernel(
     DOT_PRECISION: tl.constexpr,  # "ieee", "tf32x3" or "tf32"
 ):
     pid = tl.program_id(0)
-    first = base + pid * CENTERS
-    # rows: the kept positions that can be contexts of this program's centers
-    pos = first - window + tl.arange(0, ROWS)  # (ROWS,)
-    row_in = (pos >= 0) & (pos < M)
-    row_words = tl.load(words_ptr + pos, mask=row_in, other=0)  # (ROWS,)
-
-    # columns of each output table, and which (row, column) entries are window pairs
-    if NS_T > 0:
-        ns_center, ns_in, ns_targets, ns_label, ns_ok, ns_lead = _ns_columns(
-            words_ptr, negatives_ptr, first, M, NS_T, CENTERS, NS_COLS
-        )
-        ns_win = _windows(pos, ns_center, ns_in, starts_ptr, ends_ptr, reach_ptr)
-        ns_used = tl.max((ns_win & ns_ok[None, :]).to(tl.int32), axis=0) > 0  # (NS_COLS,)
-        lead, lead_win = ns_lead, ns_win
-    if HS_T > 0:
-        hs_center, hs_in, hs_targets, hs_label, hs_ok, hs_lead = _hs_columns(
-            words_ptr, points_ptr, codes_ptr, lengths_ptr, first, M, HS_T, CENTERS, HS_COLS
-        )
-        hs_win = _windows(pos, hs_center, hs_in, starts_ptr, ends_ptr, reach_ptr)
-        hs_used = tl.max((hs_win & hs_ok[None, :]).to(tl.int32), axis=0) > 0  # (HS_COLS,)
-        if NS_T == 0:
-            lead, lead_win = hs_lead, hs_win
-    row_used = tl.max(lead_win.to(tl.int32), axis=1) > 0  # (ROWS,) contexts of some center
-
-    # scores = syn0[rows] @ out[targets].T per table, over the vector in steps of BLOCK_D
-    if NS_T > 0:
-        ns_scores = tl.zeros((ROWS, NS_COLS), dtype=tl.float32)
-    if HS_T > 0:
-        hs_scores = tl.zeros((ROWS, HS_COLS), dtype=tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        x_ptrs, x_mask = _rows(syn0_ptr, row_words, row_used, d0, D, BLOCK_D)
-        x = tl.load(x_ptrs, mask=x_mask, other=0.0)  # (ROWS, BLOCK_D)
-        if NS_T > 0:
-            ns_scores = _scores(
-                ns_scores, x, syn1neg_ptr, ns_targets, ns_used, d0, D, BLOCK_D, DOT_PRECISION
-            )
-        if HS_T > 0:
-            hs_scores = _scores(
-                hs_scores, x, syn1_ptr, hs_targets, hs_used, d0, D, BLOCK_D, DOT_PRECISION
-            )
-
     loss = 0.0
+    predictions = 0.0
     nonfinite = 0.0
-    if NS_T > 0:
-        nonfinite += _nonfinite(ns_scores)
-        ns_alpha = alpha_start + ns_center.to(tl.float32) * alpha_step  # (NS_COLS,)
-        ns_a, ns_b, ns_loss = _gradients(
-            ns_scores, ns_label, ns_alpha, ns_win, ns_ok, SG, CBOW_MEAN, False, COMPUTE_LOSS
-        )
-        loss += ns_loss
-    if HS_T > 0:  # a Huffman node scored beyond +-MAX_EXP is not trained
-        nonfinite += _nonfinite(hs_scores)
-        hs_alpha = alpha_start + hs_center.to(tl.float32) * alpha_step  # (HS_COLS,)
-        hs_a, hs_b, hs_loss = _gradients(
-            hs_scores, hs_label, hs_alpha, hs_win, hs_ok, SG, CBOW_MEAN, True, COMPUTE_LOSS
-        )
-        loss += hs_loss
+    for step in range(steps):  # groups pid, pid + P, pid + 2P, ... of P programs
+        first = base + (pid + step * tl.num_programs(0)) * CENTERS
+        # rows: the kept positions that can be contexts of this program's centers
+        pos = first - window + tl.arange(0, ROWS)  # (ROWS,)
+        row_in = (pos >= 0) & (pos < M)
+        row_words = tl.load(words_ptr + pos, mask=row_in, other=0)  # (ROWS,)
 
-    # updates, computed from the values the scores came from (each step below reads its
-    # components before it adds to them), added atomically
-    for d0 in range(0, D, BLOCK_D):
-        x_ptrs, x_mask = _rows(syn0_ptr, row_words, row_used, d0, D, BLOCK_D)
-        x = tl.load(x_ptrs, mask=x_mask, other=0.0)  # (ROWS, BLOCK_D)
-        dx = tl.zeros((ROWS, BLOCK_D), dtype=tl.float32)
+        # columns of each output table, and which (row, column) entries are window pairs
         if NS_T > 0:
-            dx = _update(
-                dx,
-                x,
-                syn1neg_ptr,
-                ns_targets,
-                ns_used,
-                ns_a,
-                ns_b,
-                d0,
-                D,
-                BLOCK_D,
-                DOT_PRECISION,
+            ns_center, ns_in, ns_targets, ns_label, ns_ok, ns_lead = _ns_columns(
+                words_ptr, negatives_ptr, first, M, NS_T, CENTERS, NS_COLS
             )
+            ns_win = _windows(pos, ns_center, ns_in, starts_ptr, ends_ptr, reach_ptr)
+            ns_used = tl.max((ns_win & ns_ok[None, :]).to(tl.int32), axis=0) > 0  # (NS_COLS,)
+            lead, lead_win = ns_lead, ns_win
         if HS_T > 0:
-            dx = _update(
-                dx, x, syn1_ptr, hs_targets, hs_used, hs_a, hs_b, d0, D, BLOCK_D, DOT_PRECISION
+            hs_center, hs_in, hs_targets, hs_label, hs_ok, hs_lead = _hs_columns(
+                words_ptr, points_ptr, codes_ptr, lengths_ptr, first, M, HS_T, CENTERS, HS_COLS
             )
-        tl.atomic_add(x_ptrs, dx, mask=x_mask, sem="relaxed")
+            hs_win = _windows(pos, hs_center, hs_in, starts_ptr, ends_ptr, reach_ptr)
+            hs_used = tl.max((hs_win & hs_ok[None, :]).to(tl.int32), axis=0) > 0  # (HS_COLS,)
+            if NS_T == 0:
+                lead, lead_win = hs_lead, hs_win
+        row_used = tl.max(lead_win.to(tl.int32), axis=1) > 0  # (ROWS,) contexts of some center
+
+        # scores = syn0[rows] @ out[targets].T per table, over the vector in steps of BLOCK_D
+        if NS_T > 0:
+            ns_scores = tl.zeros((ROWS, NS_COLS), dtype=tl.float32)
+        if HS_T > 0:
+            hs_scores = tl.zeros((ROWS, HS_COLS), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            x_ptrs, x_mask = _rows(syn0_ptr, row_words, row_used, d0, D, BLOCK_D)
+            x = tl.load(x_ptrs, mask=x_mask, other=0.0)  # (ROWS, BLOCK_D)
+            if NS_T > 0:
+                ns_scores = _scores(
+                    ns_scores, x, syn1neg_ptr, ns_targets, ns_used, d0, D, BLOCK_D, DOT_PRECISION
+                )
+            if HS_T > 0:
+                hs_scores = _scores(
+                    hs_scores, x, syn1_ptr, hs_targets, hs_used, d0, D, BLOCK_D, DOT_PRECISION
+                )
+
+        if NS_T > 0:
+            nonfinite += _nonfinite(ns_scores)
+            ns_alpha = alpha_start + ns_center.to(tl.float32) * alpha_step  # (NS_COLS,)
+            ns_a, ns_b, ns_loss = _gradients(
+                ns_scores, ns_label, ns_alpha, ns_win, ns_ok, SG, CBOW_MEAN, False, COMPUTE_LOSS
+            )
+            loss += ns_loss
+        if HS_T > 0:  # a Huffman node scored beyond +-MAX_EXP is not trained
+            nonfinite += _nonfinite(hs_scores)
+            hs_alpha = alpha_start + hs_center.to(tl.float32) * alpha_step  # (HS_COLS,)
+            hs_a, hs_b, hs_loss = _gradients(
+                hs_scores, hs_label, hs_alpha, hs_win, hs_ok, SG, CBOW_MEAN, True, COMPUTE_LOSS
+            )
+            loss += hs_loss
+
+        # updates, computed from the values the scores came from (each step below reads its
+        # components before it adds to them), added atomically
+        for d0 in range(0, D, BLOCK_D):
+            x_ptrs, x_mask = _rows(syn0_ptr, row_words, row_used, d0, D, BLOCK_D)
+            x = tl.load(x_ptrs, mask=x_mask, other=0.0)  # (ROWS, BLOCK_D)
+            dx = tl.zeros((ROWS, BLOCK_D), dtype=tl.float32)
+            if NS_T > 0:
+                dx = _update(
+                    dx,
+                    x,
+                    syn1neg_ptr,
+                    ns_targets,
+                    ns_used,
+                    ns_a,
+                    ns_b,
+                    d0,
+                    D,
+                    BLOCK_D,
+                    DOT_PRECISION,
+                )
+            if HS_T > 0:
+                dx = _update(
+                    dx, x, syn1_ptr, hs_targets, hs_used, hs_a, hs_b, d0, D, BLOCK_D, DOT_PRECISION
+                )
+            tl.atomic_add(x_ptrs, dx, mask=x_mask, sem="relaxed")
+
+        predictions += _predictions(lead_win, lead, SG)
 
     tl.store(partials_ptr + 3 * pid, loss)
-    tl.store(partials_ptr + 3 * pid + 1, _predictions(lead_win, lead, SG))
+    tl.store(partials_ptr + 3 * pid + 1, predictions)
     tl.store(partials_ptr + 3 * pid + 2, nonfinite)

@@ -1,0 +1,117 @@
+"""How many centers the Triton engine may train at once: quality and speed on a GPU.
+
+The Triton kernel's programs run at the same time and read rows before each other's updates
+land, so the centers in flight act as one mini-batch; too many and skip-gram's frequent output
+rows overshoot (the first GPU run: SG-NS d100 with whole chunks in flight scored 0.080 on the
+analogies against gensim's 0.331). This trains each setting with each bound on the centers in
+flight, either as launches of that many centers one after the other ("serial") or as one launch
+per chunk of that many centers' programs looping over the chunk ("persistent"), and appends
+words/s and scores to ``OUT/launches.jsonl`` and ``OUT/launches.md`` as each run ends.
+
+Usage, on the GPU machine, after ``benchmarks/gpu_check.sh``'s install and corpus steps::
+
+    python benchmarks/bench_triton_launch.py OUT CORPUS.txt --budget 240 \\
+        SG-NS:100:1024:serial SG-NS:100:1024:persistent CBOW-NS:100:4096:persistent
+
+A variant is ``SETTING:VECTOR_SIZE:CENTERS:MODE``; ``CENTERS`` 0 is the whole chunk at once.
+Variants are run in the order given while the budget (seconds) lasts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from bench_vs_gensim import train_and_score
+from gpu_check import gpu_memory
+
+
+def settings_for(setting: str, vector_size: int, epochs: int, device: str) -> dict:
+    """``SG-NS``, ``CBOW-HS`` and the like as torchw2v settings (gensim's defaults); the
+    compiled engine is the Triton kernel on CUDA (the C++ op on CPU, for a dry run)."""
+    model, loss = setting.split("-")
+    hs = loss == "HS"
+    return dict(
+        sg=int(model == "SG"),
+        hs=int(hs),
+        negative=0 if hs else 5,
+        vector_size=vector_size,
+        window=5,
+        min_count=5,
+        sample=1e-3,
+        epochs=epochs,
+        seed=1,
+        workers=16,
+        engine="compiled",
+        device=device,
+    )
+
+
+def run_variant(variant: str, corpus: Path, epochs: int, device: str) -> dict:
+    """Train one variant with the engine's launch defaults patched; its record."""
+    from torchw2v.engines import triton_engine
+
+    setting, size, centers, mode = variant.split(":")
+    in_flight = int(centers) or 2**40
+    triton_engine.PERSISTENT = mode == "persistent"
+    triton_engine.default_batch_centers = lambda config: in_flight
+    run = train_and_score("torchw2v", settings_for(setting, int(size), epochs, device), str(corpus))
+    return {
+        "variant": variant,
+        **asdict(run),
+        "words_per_s": run.words_per_s(epochs),
+        **gpu_memory(True),
+    }
+
+
+def table(records: list[dict]) -> str:
+    """The records as a markdown table."""
+    rows = [
+        "| variant (setting:d:centers in flight:mode) | train s | words/s | analogy | WS353 "
+        "| SimLex-999 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    rows += [
+        f"| {r['variant']} | {r['train_s']:.2f} | {r['words_per_s']:,.0f} | {r['analogy']:.3f} "
+        f"| {r['ws353']:.3f} | {r['simlex']:.3f} |"
+        for r in records
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("corpus", type=Path, help="the decompressed corpus")
+    parser.add_argument("variants", nargs="+")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=240, help="seconds")
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args(argv)
+    started, records = time.monotonic(), []
+    for variant in args.variants:
+        if time.monotonic() - started > args.budget:
+            print(f"{variant}: skipped, the {args.budget:g}s budget is spent")
+            continue
+        try:
+            record = run_variant(variant, args.corpus, args.epochs, args.device)
+        except Exception as err:  # one variant failing leaves the others their runs
+            print(f"{variant}: FAILED: {type(err).__name__}: {err}")
+            continue
+        records.append(record)
+        print(
+            f"{variant}: {record['words_per_s']:,.0f} words/s, analogy {record['analogy']:.3f}, "
+            f"WS353 {record['ws353']:.3f}",
+            flush=True,
+        )
+        with (args.out / "launches.jsonl").open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+        (args.out / "launches.md").write_text(table(records), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
