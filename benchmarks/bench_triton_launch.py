@@ -2,18 +2,19 @@
 
 The Triton kernel's programs run at the same time and read rows before each other's updates
 land, so the centers in flight act as one mini-batch; too many and skip-gram's frequent output
-rows overshoot (the first GPU run: SG-NS d100 with whole chunks in flight scored 0.080 on the
-analogies against gensim's 0.331). This trains each setting with each bound on the centers in
-flight, either as launches of that many centers one after the other ("serial") or as one launch
-per chunk of that many centers' programs looping over the chunk ("persistent"), and appends
-words/s and scores to ``OUT/launches.jsonl`` and ``OUT/launches.md`` as each run ends.
+rows overshoot. This trains each setting with a bound on the centers in flight (the engine's
+``centers_in_flight``) and, optionally, the centers per program (``centers``), and appends
+words/s and scores to ``OUT/launches.jsonl`` and ``OUT/launches.md`` as each run ends. The
+engine's defaults (:func:`torchw2v.engines.triton_engine.default_centers_in_flight`) come
+from such a run (RESULTS.md, 2026-12-04).
 
 Usage, on the GPU machine, after ``benchmarks/gpu_check.sh``'s install and corpus steps::
 
     python benchmarks/bench_triton_launch.py OUT CORPUS.txt --budget 240 \\
-        SG-NS:100:1024:serial SG-NS:100:1024:persistent CBOW-NS:100:4096:persistent
+        SG-NS:100:16384 SG-NS:100:1024 CBOW-NS:100:16384:1
 
-A variant is ``SETTING:VECTOR_SIZE:CENTERS:MODE``; ``CENTERS`` 0 is the whole chunk at once.
+A variant is ``SETTING:VECTOR_SIZE:CENTERS_IN_FLIGHT[:CENTERS_PER_PROGRAM]`` (in flight 0:
+the engine's default; centers per program by default as many as fill the kernel's columns).
 Variants are run in the order given while the budget (seconds) lasts.
 """
 
@@ -28,6 +29,8 @@ from pathlib import Path
 
 from bench_vs_gensim import train_and_score
 from gpu_check import gpu_memory
+
+from torchw2v.engines.triton_engine import TritonEngine as ENGINE
 
 
 def settings_for(setting: str, vector_size: int, epochs: int, device: str) -> dict:
@@ -52,27 +55,34 @@ def settings_for(setting: str, vector_size: int, epochs: int, device: str) -> di
 
 
 def run_variant(variant: str, corpus: Path, epochs: int, device: str) -> dict:
-    """Train one variant with the engine's launch defaults patched; its record."""
+    """Train one variant with the engine's launch options set; its record."""
     from torchw2v.engines import triton_engine
 
-    setting, size, centers, mode = variant.split(":")
-    in_flight = int(centers) or 2**40
-    triton_engine.PERSISTENT = mode == "persistent"
-    triton_engine.default_batch_centers = lambda config: in_flight
-    run = train_and_score("torchw2v", settings_for(setting, int(size), epochs, device), str(corpus))
-    return {
-        "variant": variant,
-        **asdict(run),
-        "words_per_s": run.words_per_s(epochs),
-        **gpu_memory(True),
-    }
+    setting, size, in_flight, *centers = variant.split(":")
+    options = {"centers_in_flight": int(in_flight) or None}
+    options["centers"] = int(centers[0]) if centers else None
+
+    class Tuned(ENGINE):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs, **options)
+
+    triton_engine.TritonEngine = Tuned  # what torchw2v.engines.make_engine constructs
+    try:
+        run = train_and_score(
+            "torchw2v", settings_for(setting, int(size), epochs, device), str(corpus)
+        )
+    finally:
+        triton_engine.TritonEngine = ENGINE
+    return {"variant": variant, **asdict(run), "words_per_s": run.words_per_s(epochs)} | (
+        gpu_memory(True)
+    )
 
 
 def table(records: list[dict]) -> str:
     """The records as a markdown table."""
     rows = [
-        "| variant (setting:d:centers in flight:mode) | train s | words/s | analogy | WS353 "
-        "| SimLex-999 |",
+        "| variant (setting:d:centers in flight[:per program]) | train s | words/s | analogy "
+        "| WS353 | SimLex-999 |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     rows += [

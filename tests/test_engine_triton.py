@@ -35,6 +35,7 @@ from reference import KEEP_ALL, Draws, make_tables, reference_train  # noqa: E40
 from torchw2v.engines import choose_engine, triton_unavailable_reason  # noqa: E402
 from torchw2v.engines.base import EngineConfig, EngineWeights, SamplingTables  # noqa: E402
 from torchw2v.engines.triton_engine import (  # noqa: E402
+    HS_CENTERS_IN_FLIGHT,
     PreparedChunk,
     TritonEngine,
     launch_shape,
@@ -179,8 +180,7 @@ def check_kernel_vs_reference(
     dim: int = 100,
     centers: int | None = None,
     block_d: int = 16,
-    centers_per_launch: int | None = None,
-    persistent: bool = False,
+    centers_in_flight: int | None = None,
 ) -> None:
     """One chunk: the kernel's update, loss and predictions equal the float64 replay."""
     vocab, window = 12, 3
@@ -195,8 +195,7 @@ def check_kernel_vs_reference(
         cfg,
         centers=centers,
         block_d=block_d,
-        centers_per_launch=centers_per_launch,
-        persistent=persistent,
+        centers_in_flight=centers_in_flight,
     )
     g = engine.shape.centers
     stats = engine.run_kernel(chunk, 0.5, 0.1)
@@ -229,23 +228,24 @@ def check_kernel_d300() -> None:
 
 KERNEL_CASES = {
     "sg_hs": {"dim": 100, "block_d": 64},  # default groups, HS only
-    "sg_hs_ns": {"dim": 48, "centers": 3, "centers_per_launch": 7},  # 7 launches of 6
+    "sg_hs_ns": {"dim": 48, "centers": 3, "centers_in_flight": 3},  # 1 program, 14 groups
     "cbow_mean_ns": {"dim": 100, "block_d": 128},
     "cbow_sum_ns": {"dim": 40, "centers": 2},
     "cbow_mean_hs": {"dim": 100, "centers": 8, "block_d": 64},
-    "cbow_sum_hs": {"dim": 64, "centers": 4, "block_d": 32, "centers_per_launch": 8},
+    "cbow_sum_hs": {"dim": 64, "centers": 4, "block_d": 32, "centers_in_flight": 4},
     "cbow_mean_hs_ns": {"dim": 300, "block_d": 64},
     "cbow_sum_hs_ns": {"dim": 24, "centers": 40},  # one program trains the whole chunk
 }
 """Launch settings of each new objective's kernel check (its dimension, groups, launches)."""
-PERSISTENT_CASES = {  # one program looping over the groups in order, as the replay does
-    "sg_ns": {"dim": 100, "centers": 3, "centers_per_launch": 3},
-    "cbow_mean_hs_ns": {"dim": 48, "centers": 2, "centers_per_launch": 1},
-}
 """Launch settings of each new objective's kernel check (its dimension, groups, launches)."""
 
 
-def check_persistent_programs_train_every_center() -> None:
+def check_one_program_loops_over_the_groups() -> None:
+    """One program in flight trains the 14 groups of 3 centers in order, as the replay."""
+    check_kernel_vs_reference(dim=100, centers=3, centers_in_flight=5)
+
+
+def check_programs_take_turns_over_the_groups() -> None:
     """Two programs looping over 20 groups (program 0 the even ones): every center of the
     chunk trains once, as in the replay, only in another order."""
     vocab, window, dim = 12, 3, 16
@@ -254,7 +254,7 @@ def check_persistent_programs_train_every_center() -> None:
     tables = make_tables(np.arange(vocab, 0, -1))
     weights = random_weights(vocab, dim)
     start = snapshot(weights)
-    engine = make_engine(weights, tables, cfg, centers=2, centers_per_launch=4, persistent=True)
+    engine = make_engine(weights, tables, cfg, centers=2, centers_in_flight=4)
     stats = engine.run_kernel(chunk, 0.5, 0.1)
     expected, loss, pairs = reference_update(start, chunk, cfg, tables, 0.5, 0.1, 2)
     assert stats.words == 40 and stats.pairs == pairs
@@ -411,13 +411,8 @@ CHECKS: dict[str, Callable[[], None]] = {
         f"kernel_{objective}": functools.partial(check_kernel_vs_reference, objective, **case)
         for objective, case in KERNEL_CASES.items()
     },
-    **{
-        f"kernel_persistent_{objective}": functools.partial(
-            check_kernel_vs_reference, objective, persistent=True, **case
-        )
-        for objective, case in PERSISTENT_CASES.items()
-    },
-    "persistent_programs_train_every_center": check_persistent_programs_train_every_center,
+    "one_program_loops_over_the_groups": check_one_program_loops_over_the_groups,
+    "programs_take_turns_over_the_groups": check_programs_take_turns_over_the_groups,
     "sentences_do_not_interact": check_sentences_do_not_interact,
     **{
         f"matches_compiled_{objective}": functools.partial(check_matches_compiled_engine, objective)
@@ -591,20 +586,20 @@ def test_a_window_wider_than_the_kernel_holds_is_refused(interpreted):
     assert torch.equal(weights["syn0"], random_weights(4, 8)["syn0"])  # nothing trained
 
 
-def test_engine_centers_per_launch(interpreted):
+def test_engine_centers_in_flight(interpreted):
     w = random_weights(4, 8)
     tables = make_tables(np.ones(4))
 
-    def per_launch(objective: str, **options) -> int | None:
-        return make_engine(w, tables, config(objective), **options)
+    def in_flight(objective: str, **options) -> int:
+        return make_engine(w, tables, config(objective), **options).centers_in_flight
 
-    assert per_launch("sg_ns").centers_per_launch == 1020  # the torch engine's 1024, of 5s
-    assert per_launch("cbow_mean_hs").centers_per_launch == 256
-    assert per_launch("sg_hs_ns").centers_per_launch == 128  # both gradients per context
-    assert per_launch("sg_ns", centers=5, centers_per_launch=23).centers_per_launch == 20
-    assert per_launch("sg_ns", centers=5, centers_per_launch=3).centers_per_launch == 5
-    with pytest.raises(ValueError, match="centers_per_launch"):
-        per_launch("sg_hs", centers_per_launch=0)
+    assert in_flight("sg_ns") == 16380  # 16,384 in groups of 5 (K=5)
+    assert in_flight("cbow_mean_hs") == HS_CENTERS_IN_FLIGHT  # 1,024 in groups of 16
+    assert in_flight("sg_hs_ns") == HS_CENTERS_IN_FLIGHT // 2  # both gradients per context
+    assert in_flight("sg_ns", centers=5, centers_in_flight=23) == 20
+    assert in_flight("sg_ns", centers=5, centers_in_flight=3) == 5
+    with pytest.raises(ValueError, match="centers_in_flight"):
+        in_flight("sg_hs", centers_in_flight=0)
 
 
 @pytest.mark.skipif(
@@ -719,7 +714,6 @@ def test_kernel_compiles_for_hopper_without_spills(tmp_path, objective):
     signature = {f"{name}_ptr": kind or "constexpr" for name, kind in pointers.items()}
     constants = {f"{name}_ptr": None for name, kind in pointers.items() if kind is None}
     signature.update(
-        base="i32",
         steps="i32",
         M="i32",
         D="i32",

@@ -1,4 +1,4 @@
-"""The fused GPU engine: word2vec as Triton kernel launches over a chunk.
+"""The fused GPU engine: word2vec as one Triton kernel launch per chunk.
 
 It trains every objective of the compiled CPU engine (:mod:`.compiled`): skip-gram or CBOW
 (``cbow_mean`` either way) with negative sampling, hierarchical softmax or both. A chunk is
@@ -8,20 +8,24 @@ trained in two steps:
    draws of :mod:`.batches` for the whole chunk at once: the kept words with the bounds of
    their sentences, each center's reduced window and, with negative sampling, its ``K``
    negatives. Nothing here is per pair, and nothing is kept from one chunk to the next.
-2. **The kernel** (:func:`.triton_kernel.w2v_kernel`, one launch per chunk, or a few, see
-   below): program ``p`` trains ``G`` consecutive kept positions as centers, from the
-   ``syn0`` rows of every position that can be a context of them and the output rows of
-   their targets, as small matrix products on chip, and adds the updates back with
-   ``tl.atomic_add`` (Hogwild, as word2vec.c's threads). The semantics are the compiled CPU
-   op's, with the ``G`` centers of a program as one mini-batch (see the kernel's module).
+2. **The kernel** (:func:`.triton_kernel.w2v_kernel`, one launch per chunk): ``P``
+   programs each train groups of ``G`` consecutive kept positions as centers, one group after
+   another (program ``p`` groups ``p``, ``p + P``, ...), from the ``syn0`` rows of every
+   position that can be a context of them and the output rows of their targets, as small
+   matrix products on chip, and add the updates back with ``tl.atomic_add`` (Hogwild, as
+   word2vec.c's threads). The semantics are the compiled CPU op's, with the ``G`` centers of
+   a group as one mini-batch (see the kernel's module).
 
-Every Huffman path starts at the root, so every center updates the top nodes of the tree, and
-programs running at the same time read those rows before each other's updates land: a
-mini-batch as large as the centers in flight. The torch engine measured hierarchical softmax
-diverging at batches of 1024 centers and training as sequential SGD does at 256
-(:data:`.torch_engine.HS_BATCH_CENTERS`; 128 for skip-gram with negative sampling beside it),
-so with hierarchical softmax a chunk is trained in launches of at most that many centers
-(:func:`.torch_engine.default_batch_centers`), one after the other.
+Programs running at the same time read rows before each other's updates land, so the
+``P * G`` centers in flight act as one loose mini-batch; frequent words (and, with
+hierarchical softmax, the top nodes of the tree, on every center's path) take an update from
+most of them. The bound is set by measurement on an H200 (wiki17m, 3 epochs, d100;
+``benchmarks/bench_triton_launch.py``, RESULTS.md 2026-12-04): with negative sampling
+16,384 centers in flight train as gensim does (SG-NS analogy 0.338 against gensim's 0.331,
+at 42M words/s), while one program per group of the whole chunk (about 40,000 programs a
+launch) scored 0.080; with hierarchical softmax 1,024 scored as 256 did (0.341, 0.339) at
+twice the speed. Skip-gram with both objectives, not measured there, takes half of that, as
+in the torch engine (:data:`.torch_engine.SG_HS_NS_BATCH_CENTERS`).
 
 The random draws come from a ``torch.Generator`` on the device, reseeded for every chunk from
 ``(config.seed, chunk index)``: a run with a fixed seed draws the same kept words, windows and
@@ -40,7 +44,6 @@ import triton
 
 from . import base, batches
 from .base import ChunkStats, EngineConfig, EngineWeights, SamplingTables
-from .torch_engine import default_batch_centers
 from .triton_kernel import w2v_kernel
 
 # Launch defaults, chosen from the compiled kernel's resources (sm_90, Triton 3.9, d=100,
@@ -59,10 +62,10 @@ DOT_PRECISION = "ieee"
 ``"tf32"`` uses tensor cores with 10-bit mantissas (fewer registers, less accurate);
 ``"tf32x3"`` three TF32 products, about float32's accuracy. The interpreter computes float32
 whatever this says."""
-PERSISTENT = False
-"""Whether a chunk is trained by one launch of ``centers_per_launch / G`` programs that loop
-over its groups, rather than by launches of ``centers_per_launch`` centers one after the
-other: as many centers in flight, without a launch per batch."""
+NS_CENTERS_IN_FLIGHT = 16384
+"""The most centers in flight with negative sampling alone (see the module docstring)."""
+HS_CENTERS_IN_FLIGHT = 1024
+"""... with hierarchical softmax; half of it for skip-gram with both objectives."""
 MAX_ROWS = 2048
 """The most context rows of a program: its ``(ROWS, BLOCK_D)`` tile of ``syn0`` then takes
 128 KiB of shared memory (H100 and H200 have 228 KiB per multiprocessor)."""
@@ -216,11 +219,10 @@ class TritonEngine:
         Kernel tuning: centers per program (default: fill ``TARGET_COLUMNS`` columns),
         vector components per loop step, warps per program, and software-pipelining stages
         of the loops (default: Triton's).
-    centers_per_launch : int, optional
-        The most centers one launch trains, rounded down to a multiple of the centers per
-        program; a chunk takes as many launches, one after the other. Default: the whole
-        chunk in one launch, or with hierarchical softmax the torch engine's batch
-        (:func:`.torch_engine.default_batch_centers`).
+    centers_in_flight : int, optional
+        The most centers trained at once, rounded down to a multiple of the centers per
+        program: the number of programs times their centers. Default:
+        :func:`default_centers_in_flight`.
     dot_precision : {"ieee", "tf32x3", "tf32"}
         How the small matrix products multiply on the GPU (see ``DOT_PRECISION``).
 
@@ -238,8 +240,7 @@ class TritonEngine:
         config: EngineConfig,
         *,
         centers: int | None = None,
-        centers_per_launch: int | None = None,
-        persistent: bool | None = None,
+        centers_in_flight: int | None = None,
         block_d: int = BLOCK_D,
         num_warps: int = NUM_WARPS,
         num_stages: int | None = None,
@@ -263,10 +264,7 @@ class TritonEngine:
         self.shape = launch_shape(
             config.window, config.negative, syn0.shape[1], depth, centers, block_d
         )
-        self.centers_per_launch = _centers_per_launch(
-            centers_per_launch, config, self.shape.centers
-        )
-        self.persistent = PERSISTENT if persistent is None else persistent
+        self.centers_in_flight = _centers_in_flight(centers_in_flight, config, self.shape.centers)
         self.dot_precision = dot_precision
         self.launch_options = {"num_warps": num_warps}
         if num_stages is not None:
@@ -302,7 +300,7 @@ class TritonEngine:
     def run_kernel(
         self, prepared: PreparedChunk, alpha_start: float, alpha_end: float
     ) -> ChunkStats:
-        """Train the prepared chunk's centers, ``centers_per_launch`` at a time.
+        """Train the prepared chunk's centers in one launch, ``centers_in_flight`` at a time.
 
         The learning rate of kept position ``i`` of ``M`` is
         ``alpha_start + (alpha_end - alpha_start) * i / M``.
@@ -316,23 +314,21 @@ class TritonEngine:
         if m == 0:
             return ChunkStats()
         window, shape = self._fitted_shape(prepared)
-        g = shape.centers
-        per_launch = self.centers_per_launch or m  # a multiple of g unless it is m
-        groups = triton.cdiv(m, g)
+        groups = triton.cdiv(m, shape.centers)
+        programs = min(groups, self.centers_in_flight // shape.centers)
+        partials = torch.empty((programs, 3), dtype=torch.float32, device=self.device)
         alpha_step = float(alpha_end - alpha_start) / m
         with _on(self.device):
-            if self.persistent:  # one launch: per_launch / g programs, each looping
-                programs = min(groups, triton.cdiv(per_launch, g))
-                partials = torch.empty((programs, 3), dtype=torch.float32, device=self.device)
-                steps = triton.cdiv(groups, programs)
-                launch = (0, programs, steps, alpha_start, alpha_step, window, shape)
-                self._launch(prepared, partials, *launch)
-            else:
-                partials = torch.empty((groups, 3), dtype=torch.float32, device=self.device)
-                for first in range(0, m, per_launch):
-                    programs = triton.cdiv(min(per_launch, m - first), g)
-                    launch = (first, programs, 1, alpha_start, alpha_step, window, shape)
-                    self._launch(prepared, partials[first // g :], *launch)
+            self._launch(
+                prepared,
+                partials,
+                programs,
+                triton.cdiv(groups, programs),
+                alpha_start,
+                alpha_step,
+                window,
+                shape,
+            )
         loss, pairs, nonfinite = partials.double().sum(0).tolist()
         if nonfinite:
             raise base.divergence_error(alpha_start)
@@ -370,7 +366,6 @@ class TritonEngine:
         self,
         prepared: PreparedChunk,
         partials: torch.Tensor,
-        first: int,
         programs: int,
         steps: int,
         alpha_start: float,
@@ -378,9 +373,9 @@ class TritonEngine:
         window: int,
         shape: LaunchShape,
     ) -> None:
-        """One launch: ``programs`` programs from kept position ``first`` on, each training
-        ``steps`` groups of centers (program ``p`` groups ``p``, ``p + programs``, ...), their
-        rows spanning ``window`` positions either side of their centers."""
+        """One launch: ``programs`` programs, each training ``steps`` groups of centers
+        (program ``p`` groups ``p``, ``p + programs``, ...), their rows spanning ``window``
+        positions either side of their centers."""
         cfg, tables = self.config, self.tables
         ns, hs = cfg.negative > 0, cfg.hs
         w2v_kernel[(programs,)](
@@ -396,7 +391,6 @@ class TritonEngine:
             tables.codes if hs else None,
             tables.lengths if hs else None,
             partials,
-            first,
             steps,
             prepared.words.numel(),
             self.syn0.shape[1],
@@ -423,11 +417,16 @@ def _on(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _centers_per_launch(requested: int | None, config: EngineConfig, centers: int) -> int | None:
-    """The centers per launch, a multiple of ``centers`` per program; ``None``: all at once."""
-    limit = requested if requested is not None else default_batch_centers(config)
-    if limit is None:
-        return None
+def default_centers_in_flight(config: EngineConfig) -> int:
+    """The most centers trained at once for ``config``'s objectives (module docstring)."""
+    if not config.hs:
+        return NS_CENTERS_IN_FLIGHT
+    return HS_CENTERS_IN_FLIGHT // 2 if config.sg and config.negative else HS_CENTERS_IN_FLIGHT
+
+
+def _centers_in_flight(requested: int | None, config: EngineConfig, centers: int) -> int:
+    """The centers in flight, a positive multiple of ``centers`` per program."""
+    limit = requested if requested is not None else default_centers_in_flight(config)
     if limit < 1:
-        raise ValueError(f"centers_per_launch must be >= 1, got {limit}")
+        raise ValueError(f"centers_in_flight must be >= 1, got {limit}")
     return max(1, limit // centers) * centers

@@ -1,10 +1,11 @@
 """The Triton kernel of the fused GPU engine (:mod:`.triton_engine`): one launch trains the
 centers of a prepared chunk (:class:`.triton_engine.PreparedChunk`).
 
-Program ``p`` of :func:`w2v_kernel` trains ``G`` consecutive kept positions as centers. It
-gathers on chip the ``syn0`` rows of every position that can be a context of those centers
-(``ROWS`` = the centers and ``window`` positions either side) and, per output table, the
-rows of every center's targets as columns (center, target):
+The chunk's kept positions fall into groups of ``G`` consecutive centers; of ``P`` programs,
+program ``p`` trains groups ``p``, ``p + P``, ``p + 2P``, ... one after the other. For each
+group it gathers on chip the ``syn0`` rows of every position that can be a context of its
+centers (``ROWS`` = the centers and ``window`` positions either side) and, per output table,
+the rows of every center's targets as columns (center, target):
 
 - negative sampling: in ``syn1neg``, the center word (label 1) and its negatives (label 0),
   ``G * (1 + K)`` columns;
@@ -37,7 +38,7 @@ states it (the sigmoid saturates at +-6; a Huffman node scored beyond it is not 
 loss summed exactly over every target, windows never crossing a sentence; with both
 objectives a center is trained against both lists at once, from the same values (gensim runs
 hierarchical softmax first, then negative sampling). The differences: the ``G`` centers of a
-program are one mini-batch (their updates are computed from the same values, then summed); the
+group are one mini-batch (their updates are computed from the same values, then summed); the
 sigmoid is computed, not looked up in word2vec.c's 1000-entry table; the learning rate decays
 linearly over the chunk's kept words, not per sentence; and the random streams are torch's,
 not word2vec.c's LCG.
@@ -280,7 +281,6 @@ def w2v_kernel(
     codes_ptr,  # (V, HS_T) uint8 their codes (None without HS)
     lengths_ptr,  # (V,) int32 path lengths (None without HS)
     partials_ptr,  # (P, 3) float32 out: each program's loss, predictions, NaN/inf scores
-    base,  # kept position of this launch's first center
     steps,  # groups of CENTERS centers each program trains, one after the other
     M,
     D,
@@ -304,7 +304,7 @@ def w2v_kernel(
     predictions = 0.0
     nonfinite = 0.0
     for step in range(steps):  # groups pid, pid + P, pid + 2P, ... of P programs
-        first = base + (pid + step * tl.num_programs(0)) * CENTERS
+        first = (pid + step * tl.num_programs(0)) * CENTERS
         # rows: the kept positions that can be contexts of this program's centers
         pos = first - window + tl.arange(0, ROWS)  # (ROWS,)
         row_in = (pos >= 0) & (pos < M)
