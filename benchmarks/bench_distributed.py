@@ -7,8 +7,11 @@ each, so 4 ranks on 2 threads oversubscribe). The corpus slice is decompressed o
 ranks split it into byte ranges. Training and synchronisation seconds come from rank 0's
 log; the vectors are scored afterwards (analogies at 30,000 words, WS353, SimLex-999).
 
-A run is ``RANKS[:MODE[:EVERY_WORDS]]``, e.g. ``1``, ``2``, ``2:delta:32768``, ``4:rows:65536``;
-without ``EVERY_WORDS`` the command runs with the default interval for its ranks.
+A run is ``RANKS[xMACHINES][:MODE[:EVERY_WORDS]]``, e.g. ``1``, ``2``, ``2:delta:32768``,
+``4:rows:65536``, ``4x2`` (4 ranks as 2 machines of 2: ``torchrun --nnodes 2``, each node but
+the first in a UTS namespace of its own, ``unshare --uts``, so that it has another host name and
+its ranks cannot map the first node's memory; needs root); without ``EVERY_WORDS`` the command
+runs with the default interval for its ranks (for its machines, with shared weights on each).
 
 Examples
 --------
@@ -56,6 +59,7 @@ class Run:
     every_words: int
     threads: int
     every_given: bool = True
+    machines: int = 1
     command_s: float = 0.0
     train_s: float = 0.0
     raw_words: int = 0
@@ -68,14 +72,23 @@ class Run:
     simlex: float = 0.0
 
     @property
+    def senders(self) -> int:
+        """The ranks that synchronise: every rank, or each machine's first with shared
+        weights on several machines."""
+        return self.machines if self.machines > 1 and self.mode == "shared" else self.ranks
+
+    @property
     def bytes_per_word(self) -> float:
-        """Bytes each rank sends per word it trains (gloo's ring all-reduce)."""
-        return 2 * (self.ranks - 1) * self.reduced_bytes / max(self.raw_words, 1)
+        """Bytes each rank that synchronises sends per word it (or its machine) trains
+        (gloo's ring all-reduce)."""
+        return 2 * (self.senders - 1) * self.reduced_bytes / max(self.raw_words, 1)
 
     @property
     def label(self) -> str:
         if self.ranks == 1:
             return "1 process"
+        if self.machines > 1 and self.mode == "shared":
+            return f"{self.ranks} ranks on {self.machines} machines, shared weights on each"
         if self.mode == "shared":
             return f"{self.ranks} ranks, shared weights"
         return f"{self.ranks} ranks, {self.mode}, every {self.every_words:,} words"
@@ -103,9 +116,14 @@ def parse_run(text: str, total_threads: int) -> Run:
     from torchw2v.synchronizer import SyncPolicy
 
     ranks, mode, *every = text.split(":") if ":" in text else (text, SyncPolicy.mode)
-    default = SyncPolicy().for_world(int(ranks)).every_words
-    threads = max(1, total_threads // int(ranks))
-    return Run(int(ranks), mode, int(every[0]) if every else default, threads, bool(every))
+    ranks, machines = (int(n) for n in ranks.split("x")) if "x" in ranks else (int(ranks), 1)
+    if ranks % machines:
+        raise ValueError(f"{text}: {ranks} ranks do not fill {machines} machines alike")
+    senders = machines if machines > 1 and mode == "shared" else ranks
+    default = SyncPolicy().for_world(senders).every_words
+    threads = max(1, total_threads // ranks)
+    every_words = int(every[0]) if every else default
+    return Run(ranks, mode, every_words, threads, bool(every), machines)
 
 
 def write_slice(source: Path, tokens: int, dest: Path) -> tuple[int, int]:
@@ -127,20 +145,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(run: Run, corpus: Path, vectors: Path, args: argparse.Namespace) -> list[str]:
-    """The ``torchw2v train`` command line of ``run``."""
-    launcher = [sys.executable, "-m", "torchw2v"]
+def commands(run: Run, corpus: Path, vectors: Path, args: argparse.Namespace) -> list[list[str]]:
+    """The ``torchw2v train`` command line of ``run``, one per machine."""
+    launchers = [[sys.executable, "-m", "torchw2v"]]
     if run.ranks > 1:
-        launcher = [
-            *("torchrun", "--nproc_per_node", str(run.ranks)),
-            *("--master_port", str(free_port()), "-m", "torchw2v"),
+        port, per_node = str(free_port()), str(run.ranks // run.machines)
+        nodes = ("--nnodes", str(run.machines), "--master_addr", "127.0.0.1")
+        launchers = [
+            [
+                *("torchrun", "--nproc_per_node", per_node, "--master_port", port),
+                *(nodes + ("--node_rank", str(node)) if run.machines > 1 else ()),
+                *("-m", "torchw2v"),
+            ]
+            for node in range(run.machines)
         ]
+        for node, launcher in enumerate(launchers[1:], 1):  # a host name of its own
+            rename = f'hostname node{node} && exec "$@"'
+            launcher[:0] = ["unshare", "--uts", "sh", "-c", rename, "sh"]
     flags = ["-train", str(corpus), "-output", str(vectors), "-binary", "1"]
     flags += ["-cbow", str(args.cbow), "-seed", str(args.seed)]
     flags += ["-size", str(args.size), "-iter", str(args.epochs), "-threads", str(run.threads)]
     flags += ["-device", "cpu", "-sync-mode", run.mode]
     flags += ["-sync-words", str(run.every_words)] * run.every_given
-    return [*launcher, "train", *flags]
+    return [[*launcher, "train", *flags] for launcher in launchers]
 
 
 def measure(run: Run, corpus: Path, tmp: Path, args: argparse.Namespace) -> Run:
@@ -152,10 +179,13 @@ def measure(run: Run, corpus: Path, tmp: Path, args: argparse.Namespace) -> Run:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}  # this checkout's torchw2v
     started = time.perf_counter()
-    done = subprocess.run(
-        command(run, corpus, vectors, args), capture_output=True, text=True, env=env
-    )
+    first, *others = commands(run, corpus, vectors, args)
+    nodes = [subprocess.Popen(c, stdout=subprocess.DEVNULL, env=env) for c in others]
+    done = subprocess.run(first, capture_output=True, text=True, env=env)
+    failed = [node.args for node in nodes if node.wait()]
     run.command_s = time.perf_counter() - started
+    if failed:
+        raise RuntimeError(f"{run.label}: a node failed: {failed}")
     if done.returncode:
         raise RuntimeError(f"{run.label} failed:\n{done.stderr[-3000:]}")
     if run.ranks > 1 and run.mode == "shared" and SHARED not in done.stderr:
@@ -191,7 +221,8 @@ def report(args: argparse.Namespace, slice_: tuple[int, int], runs: list[Run], l
         f"- settings: `torchw2v train -cbow {args.cbow} -size {args.size} "
         f"-iter {args.epochs} -seed {args.seed}` "
         f"(window 5, negative 5, sample 1e-3, min-count 5), {args.total_threads} threads over "
-        "all ranks (at least 1 per rank), gloo on CPU, one machine",
+        "all ranks (at least 1 per rank), gloo on CPU, one machine (a run `RxM`: M nodes on "
+        "it, each but the first with a host name of its own)",
         "- train s and words/s: rank 0's `training on ... took` line (raw words of all ranks; "
         "seconds as effective words over effective words/s); "
         "sync s: rank 0's time in synchronisations; command s: the whole command, start-up, "

@@ -25,6 +25,10 @@ CUDA, where rank ``r`` trains on ``cuda:LOCAL_RANK``.
   one process's size, and wait for each other only at epoch ends and around rank 0's
   checkpoints: the ranks train what one process with as many threads trains, sentence for
   sentence.
+- **Machines.** On several machines, the ranks of each machine train one copy of the weights
+  in shared memory, and each machine's lowest rank synchronises its copy with the other
+  machines' (below, each machine as one rank) while the machine's other ranks train on
+  (:class:`Machines`, :class:`~torchw2v.synchronizer.MachineStep`).
 - **Synchronisation.** Otherwise, after every chunk (of ``SyncPolicy.every_words / world``
   words) the ranks add up the changes they made
   to the rows due (:mod:`torchw2v.synchronizer`): with 2 ranks, frequent words' rows at
@@ -45,9 +49,10 @@ import itertools
 import logging
 import mmap
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -57,7 +62,7 @@ import torch.distributed as dist
 
 from . import shared_memory
 from .corpus import STRIPE_BYTES, CorpusFile, ScannedCorpus, StreamedCorpus, Stripes, seekable
-from .synchronizer import Lockstep, Synchronizer, SyncPolicy
+from .synchronizer import Lockstep, MachineStep, Synchronizer, SyncPolicy
 from .trainer import CHUNK_WORDS, ChunkPlan, EpochReport, OneProcess, Position, Schedule, chunk_plan
 from .weights import bind_tensors
 
@@ -221,6 +226,28 @@ def padded(plan: ChunkPlan, part_rounds: np.ndarray, most: np.ndarray) -> ChunkP
     return ChunkPlan(bounds, *(values[source] for values in fields), plan.sentences)
 
 
+@dataclass(frozen=True)
+class Machines:
+    """The ranks grouped by machine, where the ranks of each machine train one copy of the
+    weights in shared memory and the machines synchronise (``SyncPolicy(mode="shared")`` on
+    several machines).
+
+    Attributes
+    ----------
+    leader : int
+        The rank that synchronises this rank's machine with the others: its lowest.
+    group, leaders : torch.distributed.ProcessGroup
+        This machine's ranks; every machine's leader.
+    count : int
+        How many machines.
+    """
+
+    leader: int
+    group: Any
+    leaders: Any
+    count: int
+
+
 class Cluster(OneProcess):
     """This process's place among the ranks that train one model, and their collectives.
 
@@ -235,13 +262,21 @@ class Cluster(OneProcess):
         Where this rank trains (``cuda:LOCAL_RANK`` for a CUDA device without an index).
     policy : SyncPolicy
         Synchronisation interval and mode, collective timeout, with the defaults for
-        ``world`` ranks filled in.
+        ``world`` ranks filled in (for as many ranks as machines with :attr:`machines`).
+    machines : Machines or None
+        Set where the ranks run on several machines and those of each machine share one
+        copy of the weights.
     """
+
+    concurrent = False
+    """Whether other processes train the weights while a synchronisation reads them."""
 
     def __init__(self, rank: int, world: int, device: torch.device, policy: SyncPolicy):
         self.rank, self.world, self.device, self.policy = rank, world, device, policy
+        self.requested = policy  # as the user gave it (connect), for other worlds' defaults
         self.one_memory = False  # whether every rank can map rank 0's memory (one machine)
-        self.shared = False  # training weights that every rank maps (shared_weights)
+        self.machines: Machines | None = None
+        self.shared = False  # training weights in shared memory (shared_weights)
 
     @classmethod
     def connect(cls, distributed: bool | SyncPolicy, device: torch.device) -> Cluster:
@@ -270,6 +305,7 @@ class Cluster(OneProcess):
             dist.get_backend(),
             policy,
         )
+        cluster.requested = policy
         cluster.one_memory = cluster._share_memory()
         return cluster
 
@@ -322,7 +358,8 @@ class Cluster(OneProcess):
         chunks to the most any rank trains in it."""
         if self.world == 1:
             return chunk_plan(corpus, CHUNK_WORDS)
-        chunk_words = CHUNK_WORDS if self.shared else max(1, self.policy.every_words // self.world)
+        one_copy = self.shared and self.machines is None
+        chunk_words = CHUNK_WORDS if one_copy else max(1, self.policy.every_words // self.world)
         gathered: list = [None] * self.world
         with self._guard("sharing the stripes' counts"):
             dist.all_gather_object(gathered, stripe_counts(corpus, chunk_words))
@@ -359,22 +396,28 @@ class Cluster(OneProcess):
     def _map_shared(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray] | None:
         """Views of rank 0's copy of ``arrays`` in shared memory, mapped by every rank; or
         ``None`` where the ranks cannot share it."""
-        if not self.one_memory:
+        if not self.one_memory and self.machines is None:
             return None
-        mapped, why = self._mapped_by_all(arrays)
+        mapped, why = self._mapped_by_all(arrays, self.machines)
         if mapped is None:
             logger.warning("no shared weights (%s): synchronising by 'delta'", why)
+            self.machines, self.policy = None, self.requested.for_world(self.world)
             return None
+        where = "" if self.machines is None else f" on each of {self.machines.count} machines"
         logger.info(
-            "%i ranks train one copy of the weights in shared memory (%.1f MB)",
-            self.world,
+            "%s ranks train one copy of the weights in shared memory%s (%.1f MB)",
+            self.world if self.machines is None else "the",
+            where,
             len(mapped) / 2**20,
         )
         return shared_memory.views(mapped, arrays)
 
     def _share_memory(self) -> bool:
-        """Whether the ranks are to train shared weights: ``SyncPolicy(mode="shared")`` on
-        CPU, and every rank can map memory that rank 0 shares (they run on one machine)."""
+        """Whether the ranks are to train shared weights on one machine:
+        ``SyncPolicy(mode="shared")`` on CPU, and every rank can map memory that rank 0
+        shares. Where they run on several machines and those of each can share their
+        leader's memory, sets :attr:`machines` (and ``policy``'s defaults for as many ranks
+        as machines) instead."""
         if self.world == 1 or self.policy.mode != "shared":
             return False
         if self.device.type != "cpu":
@@ -383,31 +426,65 @@ class Cluster(OneProcess):
             mapped, why = self._mapped_by_all([])
             if mapped is not None:
                 return True
+            self.machines = self._machines_sharing_memory()
+            if self.machines is not None:
+                self.policy = self.requested.for_world(self.machines.count)
+                logger.info(
+                    "%i machines: the ranks of each train one copy of the weights in shared "
+                    "memory, and its lowest rank synchronises it with the others by 'delta'",
+                    self.machines.count,
+                )
+                return False
         logger.info("no shared weights (%s): synchronising by 'delta'", why)
         return False
 
-    def _mapped_by_all(self, arrays: Sequence[np.ndarray]) -> tuple[mmap.mmap | None, str]:
+    def _machines_sharing_memory(self) -> Machines | None:
+        """The ranks grouped by host name, where some host runs several and each rank can
+        map its machine's lowest rank's memory; else ``None``."""
+        hosts: list = [None] * self.world
+        with self._guard("sharing the host names"):
+            dist.all_gather_object(hosts, socket.gethostname())
+        ranks = [[r for r, h in enumerate(hosts) if h == host] for host in dict.fromkeys(hosts)]
+        if max(map(len, ranks)) == 1:
+            return None
+        with self._guard("grouping the ranks by machine"):
+            group, _ = dist.new_subgroups_by_enumeration(ranks)
+            leaders = dist.new_group([members[0] for members in ranks])
+        mine = next(members for members in ranks if self.rank in members)
+        found = Machines(mine[0], group, leaders, len(ranks))
+        mapped, why = self._mapped_by_all([], found)
+        if mapped is None:
+            logger.info("no shared weights on each machine (%s)", why)
+            return None
+        return found
+
+    def _mapped_by_all(
+        self, arrays: Sequence[np.ndarray], machines: Machines | None = None
+    ) -> tuple[mmap.mmap | None, str]:
         """Rank 0's copy of ``arrays`` in shared memory (:func:`shared_memory.offer`), once
-        every rank has mapped it; else ``None``, and why."""
-        made = shared_memory.offer(arrays) if self.rank == 0 else None
+        every rank has mapped it (with ``machines``, each machine's leader's copy, mapped by
+        that machine's ranks); else ``None``, and why."""
+        leader = 0 if machines is None else machines.leader
+        group = None if machines is None else machines.group
+        made = shared_memory.offer(arrays) if self.rank == leader else None
         offered = [made[0] if isinstance(made, tuple) else None]
         try:
             with self._guard("offering the weights in shared memory"):
-                dist.broadcast_object_list(offered, src=0)
-            if self.rank == 0:
+                dist.broadcast_object_list(offered, src=leader, group=group)
+            if self.rank == leader:
                 mapped = made[1] if isinstance(made, tuple) else None
             else:
                 mapped = shared_memory.attach(offered[0]) if offered[0] else None
             everyone = bool(self._min(np.array([mapped is not None]))[0])
         finally:
-            if self.rank == 0 and offered[0]:
+            if self.rank == leader and offered[0]:
                 os.close(offered[0].fd)  # every rank has mapped it, or will not
         if isinstance(made, str):
             return None, made
         if offered[0] is None:
-            return None, "rank 0 could not share its memory"
+            return None, f"rank {leader} could not share its memory"
         if not everyone:
-            return None, "some rank cannot open rank 0's memory: another machine?"
+            return None, f"some rank cannot open rank {leader}'s memory: another machine?"
         return mapped, ""
 
     def share_start(self, start: Position | None) -> Position | None:
@@ -425,10 +502,11 @@ class Cluster(OneProcess):
 
     def rates(self, schedule: Schedule, sg: bool) -> Schedule:
         """CBOW's learning rates times ``policy.cbow_alpha`` on several ranks that
-        synchronise their own copies (:class:`SyncPolicy`); ``schedule`` itself otherwise,
-        and for ranks training shared weights (call it inside :meth:`shared_weights`)."""
+        synchronise their copies (:class:`SyncPolicy`), one per rank or per machine;
+        ``schedule`` itself otherwise, and for ranks training one shared copy (call it inside
+        :meth:`shared_weights`)."""
         factor = self.policy.cbow_alpha
-        if self.world == 1 or sg or factor == 1 or self.shared:
+        if self.world == 1 or sg or factor == 1 or (self.shared and self.machines is None):
             return schedule
         logger.info("CBOW on %i ranks: learning rates %g times %s", self.world, factor, schedule)
         start, end = schedule.start_alpha * factor, schedule.end_alpha * factor
@@ -449,6 +527,12 @@ class Cluster(OneProcess):
         """
         if self.world == 1:
             return saver
+        if self.shared and self.machines is not None:
+            leads = self.rank == self.machines.leader
+            sync = Synchronizer(Leaders(self), weights, chunks_per_epoch, counts) if leads else None
+            self.barrier("waiting for rank 0's starting weights", self.machines.group)
+            checkpoints = bool(self._max(np.array([saver is not None]))[0])
+            return MachineStep(self, sync, chunks_per_epoch, saver, checkpoints)
         if self.shared:  # the ranks wait for each other only around rank 0's checkpoints
             checkpoints = bool(self._max(np.array([saver is not None]))[0])
             return Lockstep(self, chunks_per_epoch, saver) if checkpoints else None
@@ -485,15 +569,21 @@ class Cluster(OneProcess):
     # ------------------------------------------------------------------ collectives
 
     def all_reduce_(
-        self, tensor: torch.Tensor, what: str, op=dist.ReduceOp.SUM, wait: bool = True
+        self,
+        tensor: torch.Tensor,
+        what: str,
+        op=dist.ReduceOp.SUM,
+        wait: bool = True,
+        group: Any = None,
     ) -> Callable[[], None]:
-        """All-reduce ``tensor`` in place; a failure names ``what`` was being done.
+        """All-reduce ``tensor`` in place over ``group`` (default: every rank); a failure
+        names ``what`` was being done.
 
         With ``wait=False`` the all-reduce runs in the background: ``tensor`` holds the
         result once the returned function (which waits for it) has been called.
         """
         with self._guard(what):
-            work = dist.all_reduce(tensor, op=op, async_op=not wait)
+            work = dist.all_reduce(tensor, op=op, group=group, async_op=not wait)
 
         def finish() -> None:
             if work is not None:
@@ -502,10 +592,10 @@ class Cluster(OneProcess):
 
         return finish
 
-    def broadcast_(self, tensor: torch.Tensor, what: str) -> None:
-        """Overwrite ``tensor`` with rank 0's."""
+    def broadcast_(self, tensor: torch.Tensor, what: str, group: Any = None) -> None:
+        """Overwrite ``tensor`` with rank 0's (rank 0 is in ``group``)."""
         with self._guard(what):
-            dist.broadcast(tensor, src=0)
+            dist.broadcast(tensor, src=0, group=group)
 
     def _sum(self, values: np.ndarray) -> np.ndarray:
         return self._reduce(values, dist.ReduceOp.SUM)
@@ -516,10 +606,11 @@ class Cluster(OneProcess):
     def _min(self, values: np.ndarray) -> np.ndarray:
         return self._reduce(values, dist.ReduceOp.MIN)
 
-    def barrier(self, what: str) -> None:
-        """Wait until every rank gets here; a failure names ``what`` was being done."""
+    def barrier(self, what: str, group: Any = None) -> None:
+        """Wait until every rank of ``group`` (default: all) gets here; a failure names
+        ``what`` was being done."""
         with self._guard(what):
-            dist.barrier()
+            dist.barrier(group=group)
 
     def _reduce(self, values: np.ndarray, op: dist.ReduceOp) -> np.ndarray:
         tensor = torch.from_numpy(np.ascontiguousarray(values)).to(self.device)
@@ -537,6 +628,28 @@ class Cluster(OneProcess):
                 f"stalled for over {self.policy.timeout:g}s or cannot be reached (look for "
                 f"the first error in the other ranks' output) [{type(err).__name__}: {err}]"
             ) from err
+
+
+class Leaders:
+    """Every machine's leader, as the ranks whose weights a :class:`Synchronizer` keeps one
+    model (:attr:`Cluster.machines`): the machines' shared copies are its ranks' copies,
+    trained by the machines' other ranks meanwhile."""
+
+    concurrent = True
+
+    def __init__(self, cluster: Cluster):
+        self.cluster, self.world = cluster, cluster.machines.count
+        self.rank, self.policy = cluster.rank, cluster.policy
+
+    def all_reduce_(
+        self, tensor: torch.Tensor, what: str, op=dist.ReduceOp.SUM, wait: bool = True
+    ) -> Callable[[], None]:
+        """:meth:`Cluster.all_reduce_` among the leaders."""
+        return self.cluster.all_reduce_(tensor, what, op, wait, self.cluster.machines.leaders)
+
+    def broadcast_(self, tensor: torch.Tensor, what: str) -> None:
+        """:meth:`Cluster.broadcast_` among the leaders."""
+        self.cluster.broadcast_(tensor, what, self.cluster.machines.leaders)
 
 
 def _init_process_group(device: torch.device, timeout: float) -> None:

@@ -3,11 +3,12 @@ after every chunk (:class:`Synchronizer`), used by :class:`torchw2v.distributed.
 
 Ranks on one machine train one copy of the weights in shared memory (``"shared"``, the
 default) and wait for each other only at epoch ends and around rank 0's checkpoints
-(:class:`Lockstep`). Otherwise
-each rank trains its own copy between two synchronisations; a synchronisation adds up the
-changes the ranks made to the rows due, each row's sum scaled by :func:`saturation_scale`
-so that it moves as far as one process making all the ranks' updates would move it; with
-2 ranks (``SyncPolicy.overlap``) the all-reduce runs while the next chunk trains.
+(:class:`Lockstep`). Otherwise each rank trains its own copy between two synchronisations;
+a synchronisation adds up the changes the ranks made to the rows due, each row's sum scaled
+by :func:`saturation_scale` so that it moves as far as one process making all the ranks'
+updates would move it; with 2 ranks (``SyncPolicy.overlap``) the all-reduce runs while the
+next chunk trains. On several machines the two combine: each machine's ranks train one
+copy, and its lowest rank synchronises it with the other machines' (:class:`MachineStep`).
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ class SyncPolicy:
     mode : {"shared", "delta", "rows", "average"}
         ``"shared"``: ranks that all run on one machine train one copy of the weights in
         shared memory (:mod:`torchw2v.shared_memory`), as one process's threads train one
-        copy (Hogwild): no weights are sent, and they score as one process does. Where some
-        rank cannot map rank 0's copy (ranks on several machines or in other containers, too
-        little memory, a CUDA device), ``"delta"``, logged.
+        copy (Hogwild): no weights are sent, and they score as one process does. On several
+        machines, the ranks of each machine train one copy, and the machines synchronise
+        their copies by ``"delta"`` (with this policy's defaults for as many ranks as
+        machines), each machine's lowest rank sending while the others train on. Where
+        ranks cannot map their machine's copy (one rank per machine, ranks in other
+        containers, too little memory, a CUDA device), ``"delta"`` among all ranks, logged.
         ``"delta"``: the changes each rank made since a row was last sent are added up (an
         all-reduce), each row's sum scaled by :func:`saturation_scale` so that it moves as
         far as in one process making all the ranks' updates: a rare word's changes add up
@@ -224,6 +228,7 @@ class Synchronizer:
         counts: Sequence[np.ndarray | None] | None = None,
     ):
         self.cluster, self.chunks_per_epoch = cluster, chunks_per_epoch
+        self.concurrent = cluster.concurrent  # other ranks train the weights meanwhile
         policy = cluster.policy.for_world(cluster.world)
         if policy.mode == "shared":  # ranks that cannot share their weights
             policy = replace(policy, mode="delta")
@@ -245,7 +250,7 @@ class Synchronizer:
         words = [w for w, order in zip(self.weights, self.orders) if order is not None]
         size = (sum(len(w) for w in words), words[0].shape[1]) if words else (0, 0)
         self.buffers = [torch.empty(size, dtype=w.dtype, device=w.device) for w in words[:1]]
-        if words and policy.mode == "delta" and policy.overlap:
+        if words and policy.mode == "delta" and (policy.overlap or self.concurrent):
             self.buffers.append(torch.empty_like(self.buffers[0]))
         self.calls, self.seconds, self.rows_sent, self.bytes = 0, 0.0, 0.0, 0
 
@@ -277,12 +282,14 @@ class Synchronizer:
     def _delta(self, level: int, last: bool) -> None:
         """Send the rows due at ``level`` of the matrices of words in one all-reduce, and
         the other matrices whole; with ``policy.overlap``, unless ``last``, leave the
-        all-reduce running (:meth:`_apply_pending` applies it)."""
+        all-reduce running (:meth:`_apply_pending` applies it). With other ranks training
+        the weights meanwhile (``concurrent``), unless ``last``, add the scaled sum less this
+        rank's change, so that what they trained since is kept."""
         self._apply_pending()
         due = []  # (matrix, its base, R rows (slice or (R,) index), (R,) their factors)
         for w, base, order in zip(self.weights, self.bases, self.orders):
             if order is None:
-                self._whole_averaged(w, base)
+                self._whole_averaged(w, base, self.concurrent and not last)
             else:
                 due.append((w, base, order.due[level], order.scale[: order.ends[level]]))
         if not due:
@@ -291,10 +298,12 @@ class Synchronizer:
         summed = self.buffers[0][: sum(sizes)]  # (R_all, d)
         for (w, base, rows, _), part in zip(due, summed.split(sizes)):
             torch.sub(w[rows], base[rows], out=part)
-        if self.policy.overlap and not last:
+        if (self.policy.overlap or self.concurrent) and not last:
             own = self.buffers[1][: len(summed)].copy_(summed)
             wait = self._reduce(summed, "adding up the ranks' updates", wait=False)
             self.pending = (wait, due, summed, own)
+            if not self.policy.overlap:
+                self._apply_pending()
             return
         self._reduce(summed, "adding up the ranks' updates")
         for (w, base, rows, scale), part in zip(due, summed.split(sizes)):
@@ -316,12 +325,20 @@ class Synchronizer:
             _add_rows(w, rows, step.sub_(mine))
             self._sent(len(part), w)
 
-    def _whole_averaged(self, w: torch.Tensor, base: torch.Tensor) -> None:
-        w.sub_(base)  # w holds this rank's change ...
-        scale = 1 / self._changers(w).clamp(min=1).to(w.dtype)
-        self._reduce(w, "adding up the ranks' updates")  # ... then all ranks'
-        w.mul_(scale[:, None]).add_(base)
-        base.copy_(w)
+    def _whole_averaged(self, w: torch.Tensor, base: torch.Tensor, concurrent: bool) -> None:
+        """Every row of ``w`` moves by the mean change of the ranks that changed it; with
+        ``concurrent`` training meanwhile, added to what it holds by then."""
+        change = w - base if concurrent else w.sub_(base)  # this rank's change ...
+        own = change.clone() if concurrent else None
+        scale = 1 / self._changers(change).clamp(min=1).to(w.dtype)
+        self._reduce(change, "adding up the ranks' updates")  # ... then all ranks'
+        change.mul_(scale[:, None])
+        if concurrent:
+            base.add_(change)
+            w.add_(change.sub_(own))
+        else:
+            base.add_(change)
+            w.copy_(base)
         self._sent(len(w), w)
 
     def _rows(self, level: int, last: bool) -> None:
@@ -380,6 +397,43 @@ class Lockstep:
         if position.chunk == self.chunks_per_epoch:
             _log_epoch(position.epoch, self.calls, "shared", self.seconds, 0.0, 0)
             self.calls, self.seconds = 0, 0.0
+
+
+class MachineStep:
+    """Called after every chunk on every rank where the ranks of each machine train one
+    shared copy (:attr:`torchw2v.distributed.Cluster.machines`): each machine's leader
+    synchronises the copies (``sync``, a :class:`Synchronizer` among the leaders) while the
+    machine's other ranks train on; at the end of each epoch a machine's ranks wait for each
+    other before the leaders send every row and until they have, so that every rank ends the
+    epoch with the same model. With ``checkpoints``, every rank waits for rank 0's
+    ``saver`` after every chunk, as :class:`Lockstep` does.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        sync: Synchronizer | None,
+        chunks_per_epoch: int,
+        saver: Callable[[Position], None] | None,
+        checkpoints: bool,
+    ):
+        self.cluster, self.sync, self.chunks_per_epoch = cluster, sync, chunks_per_epoch
+        self.saver, self.checkpoints = saver, checkpoints
+
+    def __call__(self, position: Position) -> None:
+        machine = self.cluster.machines.group
+        last = position.chunk == self.chunks_per_epoch
+        if last:
+            self.cluster.barrier("finishing the epoch on this machine", machine)
+        if self.sync is not None:
+            self.sync(position)
+        if last:
+            self.cluster.barrier("waiting for the machines' epoch-end sum", machine)
+        if self.checkpoints:
+            self.cluster.barrier("finishing a chunk")
+            if self.saver is not None:
+                self.saver(position)
+            self.cluster.barrier("waiting for rank 0's checkpoint")
 
 
 def _log_epoch(epoch: int, calls: int, mode: str, seconds: float, rows: float, sent: int) -> None:
