@@ -502,11 +502,11 @@ class Cluster(OneProcess):
 
     def rates(self, schedule: Schedule, sg: bool) -> Schedule:
         """CBOW's learning rates times ``policy.cbow_alpha`` on several ranks that
-        synchronise their copies (:class:`SyncPolicy`), one per rank or per machine;
-        ``schedule`` itself otherwise, and for ranks training one shared copy (call it inside
-        :meth:`shared_weights`)."""
+        synchronise copies of their own (:class:`SyncPolicy`); ``schedule`` itself
+        otherwise, and for ranks training a shared copy, on one machine or one per machine
+        (call it inside :meth:`shared_weights`)."""
         factor = self.policy.cbow_alpha
-        if self.world == 1 or sg or factor == 1 or (self.shared and self.machines is None):
+        if self.world == 1 or sg or factor == 1 or self.shared:
             return schedule
         logger.info("CBOW on %i ranks: learning rates %g times %s", self.world, factor, schedule)
         start, end = schedule.start_alpha * factor, schedule.end_alpha * factor
