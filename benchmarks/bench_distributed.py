@@ -73,9 +73,8 @@ class Run:
 
     @property
     def senders(self) -> int:
-        """The ranks that synchronise: every rank, or each machine's first with shared
-        weights on several machines."""
-        return self.machines if self.machines > 1 and self.mode == "shared" else self.ranks
+        """The ranks that synchronise (:func:`senders`)."""
+        return senders(self.ranks, self.machines, self.mode)
 
     @property
     def bytes_per_word(self) -> float:
@@ -110,6 +109,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def senders(ranks: int, machines: int, mode: str) -> int:
+    """The ranks that synchronise: every rank, or each machine's first with shared weights
+    on several machines."""
+    return machines if machines > 1 and mode == "shared" else ranks
+
+
 def parse_run(text: str, total_threads: int) -> Run:
     """``RANKS[:MODE[:EVERY_WORDS]]`` as a :class:`Run` (not measured yet); without
     ``EVERY_WORDS``, the interval ``SyncPolicy`` chooses for ``RANKS``."""
@@ -119,8 +124,7 @@ def parse_run(text: str, total_threads: int) -> Run:
     ranks, machines = (int(n) for n in ranks.split("x")) if "x" in ranks else (int(ranks), 1)
     if ranks % machines:
         raise ValueError(f"{text}: {ranks} ranks do not fill {machines} machines alike")
-    senders = machines if machines > 1 and mode == "shared" else ranks
-    default = SyncPolicy().for_world(senders).every_words
+    default = SyncPolicy().for_world(senders(ranks, machines, mode)).every_words
     threads = max(1, total_threads // ranks)
     every_words = int(every[0]) if every else default
     return Run(ranks, mode, every_words, threads, bool(every), machines)

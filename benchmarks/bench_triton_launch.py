@@ -28,30 +28,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench_vs_gensim import train_and_score
-from gpu_check import gpu_memory
+from gpu_check import check_settings, gpu_memory
 
 from torchw2v.engines.triton_engine import TritonEngine as ENGINE
 
 
 def settings_for(setting: str, vector_size: int, epochs: int, device: str) -> dict:
-    """``SG-NS``, ``CBOW-HS`` and the like as torchw2v settings (gensim's defaults); the
-    compiled engine is the Triton kernel on CUDA (the C++ op on CPU, for a dry run)."""
+    """``SG-NS``, ``CBOW-HS`` and the like as the GPU check's torchw2v settings; the compiled
+    engine is the Triton kernel on CUDA (the C++ op on CPU, for a dry run)."""
     model, loss = setting.split("-")
-    hs = loss == "HS"
-    return dict(
-        sg=int(model == "SG"),
-        hs=int(hs),
-        negative=0 if hs else 5,
-        vector_size=vector_size,
-        window=5,
-        min_count=5,
-        sample=1e-3,
-        epochs=epochs,
-        seed=1,
-        workers=16,
-        engine="compiled",
-        device=device,
-    )
+    settings = check_settings(int(model == "SG"), int(loss == "HS"), vector_size, epochs, 16)
+    return {**settings, "engine": "compiled", "device": device}
 
 
 def run_variant(variant: str, corpus: Path, epochs: int, device: str) -> dict:

@@ -119,23 +119,28 @@ def setting_name(sg: int, hs: int, vector_size: int) -> str:
     return f"{'SG' if sg else 'CBOW'}-{'HS' if hs else 'NS'} d{vector_size}"
 
 
+def check_settings(sg: int, hs: int, vector_size: int, epochs: int, workers: int) -> dict:
+    """The check's training settings, gensim's defaults (negative sampling unless ``hs``)."""
+    return dict(
+        sg=sg,
+        hs=hs,
+        vector_size=vector_size,
+        window=5,
+        negative=0 if hs else 5,
+        min_count=5,
+        sample=1e-3,
+        workers=workers,
+        epochs=epochs,
+        seed=1,
+    )
+
+
 def train(args: argparse.Namespace) -> None:
     """Train and score one run; record it under ``args.out``."""
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     for name in PROGRESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
-    settings = dict(
-        sg=args.sg,
-        hs=args.hs,
-        vector_size=args.vector_size,
-        window=5,
-        negative=0 if args.hs else 5,
-        min_count=5,
-        sample=1e-3,
-        workers=args.workers,
-        epochs=args.epochs,
-        seed=1,
-    )
+    settings = check_settings(args.sg, args.hs, args.vector_size, args.epochs, args.workers)
     if args.library == "torchw2v":
         settings.update(engine="auto", device=args.device)
     run = train_and_score(args.library, settings, str(args.corpus))

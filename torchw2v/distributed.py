@@ -262,7 +262,8 @@ class Cluster(OneProcess):
         Where this rank trains (``cuda:LOCAL_RANK`` for a CUDA device without an index).
     policy : SyncPolicy
         Synchronisation interval and mode, collective timeout, with the defaults for
-        ``world`` ranks filled in (for as many ranks as machines with :attr:`machines`).
+        ``world`` ranks filled in (for as many ranks as machines with :attr:`machines`);
+        the constructor takes it as the user gave it (``requested``).
     machines : Machines or None
         Set where the ranks run on several machines and those of each machine share one
         copy of the weights.
@@ -272,8 +273,8 @@ class Cluster(OneProcess):
     """Whether other processes train the weights while a synchronisation reads them."""
 
     def __init__(self, rank: int, world: int, device: torch.device, policy: SyncPolicy):
-        self.rank, self.world, self.device, self.policy = rank, world, device, policy
-        self.requested = policy  # as the user gave it (connect), for other worlds' defaults
+        self.rank, self.world, self.device = rank, world, device
+        self.requested, self.policy = policy, policy.for_world(world)
         self.one_memory = False  # whether every rank can map rank 0's memory (one machine)
         self.machines: Machines | None = None
         self.shared = False  # training weights in shared memory (shared_weights)
@@ -296,7 +297,7 @@ class Cluster(OneProcess):
         if not dist.is_initialized():
             _init_process_group(device, policy.timeout)
         world = dist.get_world_size()
-        cluster = cls(dist.get_rank(), world, device, policy.for_world(world))
+        cluster = cls(dist.get_rank(), world, device, policy)
         logger.info(
             "rank %i of %i on %s (%s), %s",
             cluster.rank,
@@ -305,7 +306,6 @@ class Cluster(OneProcess):
             dist.get_backend(),
             policy,
         )
-        cluster.requested = policy
         cluster.one_memory = cluster._share_memory()
         return cluster
 
@@ -527,15 +527,14 @@ class Cluster(OneProcess):
         """
         if self.world == 1:
             return saver
-        if self.shared and self.machines is not None:
+        if self.shared:
+            checkpoints = bool(self._max(np.array([saver is not None]))[0])
+            if self.machines is None:  # the ranks wait only around rank 0's checkpoints
+                return Lockstep(self, chunks_per_epoch, saver) if checkpoints else None
             leads = self.rank == self.machines.leader
             sync = Synchronizer(Leaders(self), weights, chunks_per_epoch, counts) if leads else None
             self.barrier("waiting for rank 0's starting weights", self.machines.group)
-            checkpoints = bool(self._max(np.array([saver is not None]))[0])
             return MachineStep(self, sync, chunks_per_epoch, saver, checkpoints)
-        if self.shared:  # the ranks wait for each other only around rank 0's checkpoints
-            checkpoints = bool(self._max(np.array([saver is not None]))[0])
-            return Lockstep(self, chunks_per_epoch, saver) if checkpoints else None
         sync = Synchronizer(self, weights, chunks_per_epoch, counts)
         if saver is None:
             return sync
@@ -638,8 +637,7 @@ class Leaders:
     concurrent = True
 
     def __init__(self, cluster: Cluster):
-        self.cluster, self.world = cluster, cluster.machines.count
-        self.rank, self.policy = cluster.rank, cluster.policy
+        self.cluster, self.world, self.policy = cluster, cluster.machines.count, cluster.policy
 
     def all_reduce_(
         self, tensor: torch.Tensor, what: str, op=dist.ReduceOp.SUM, wait: bool = True

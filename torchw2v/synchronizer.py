@@ -335,12 +335,10 @@ class Synchronizer:
         own = change.clone() if concurrent else None
         scale = 1 / self._changers(change).clamp(min=1).to(w.dtype)
         self._reduce(change, "adding up the ranks' updates")  # ... then all ranks'
-        change.mul_(scale[:, None])
+        base.add_(change.mul_(scale[:, None]))
         if concurrent:
-            base.add_(change)
             w.add_(change.sub_(own))
         else:
-            base.add_(change)
             w.copy_(base)
         self._sent(len(w), w)
 
@@ -391,10 +389,7 @@ class Lockstep:
 
     def __call__(self, position: Position) -> None:
         started = time.perf_counter()
-        self.cluster.barrier("finishing a chunk")
-        if self.saver is not None:
-            self.saver(position)
-        self.cluster.barrier("waiting for rank 0's checkpoint")
+        _wait_for_checkpoint(self.cluster, self.saver, position)
         self.calls += 1
         self.seconds += time.perf_counter() - started
         if position.chunk == self.chunks_per_epoch:
@@ -433,10 +428,18 @@ class MachineStep:
         if position.chunk == self.chunks_per_epoch:
             self.cluster.barrier("waiting for the machines' epoch-end sum", machine)
         if self.checkpoints:
-            self.cluster.barrier("finishing a chunk")
-            if self.saver is not None:
-                self.saver(position)
-            self.cluster.barrier("waiting for rank 0's checkpoint")
+            _wait_for_checkpoint(self.cluster, self.saver, position)
+
+
+def _wait_for_checkpoint(
+    cluster: Cluster, saver: Callable[[Position], None] | None, position: Position
+) -> None:
+    """Every rank finishes its chunk, then waits while rank 0's ``saver`` (``None`` on the
+    others) writes its checkpoint: it holds every rank's chunks up to ``position``."""
+    cluster.barrier("finishing a chunk")
+    if saver is not None:
+        saver(position)
+    cluster.barrier("waiting for rank 0's checkpoint")
 
 
 def _log_epoch(epoch: int, calls: int, mode: str, seconds: float, rows: float, sent: int) -> None:
